@@ -1,0 +1,255 @@
+"""The ``cohere-events`` command line: every command has the same shape and ends on one line saying what happened."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pipelines import config
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_LOCKED = 0, 1, 2, 3, 4
+
+app = typer.Typer(
+    help="Load the status history of Cohere fine-tuned models into a local warehouse and analyse it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+Destination = Annotated[
+    str,
+    typer.Option(
+        "--destination",
+        help="Any dlt destination (duckdb, postgres, motherduck, bigquery, snowflake, filesystem, ...); "
+        "credentials the dlt way, e.g. DESTINATION__POSTGRES__CREDENTIALS.",
+    ),
+]
+ModelIds = Annotated[list[str] | None, typer.Option("--model-id", help="Only this model (repeatable).")]
+PageSize = Annotated[int, typer.Option("--page-size", help="Items per API page (1-1000).")]
+Concurrency = Annotated[int, typer.Option("--concurrency", help="Requests in flight at once.")]
+RequestsPerMinute = Annotated[
+    int, typer.Option("--requests-per-minute", help="Client-side rate limit; Cohere's default is 500; 0: none.")
+]
+Lookback = Annotated[
+    float, typer.Option("--lookback", help="Seconds behind each model's cursor to re-read for late events.")
+]
+Progress = Annotated[
+    bool | None,
+    typer.Option("--progress/--quiet", help="Progress on stderr while loading [default: when stderr is a terminal]."),
+]
+LogFile = Annotated[
+    Path | None, typer.Option("--log-file", help="Also append the summary and any error to this file (for cron).")
+]
+
+
+def finish(message: str, code: int = EXIT_OK, log_file: Path | None = None) -> None:
+    """Print the last line (stdout on success, stderr on failure), log it if asked, and exit with ``code``."""
+    stream = sys.stdout if code == EXIT_OK else sys.stderr
+    print(message, file=stream, flush=True)
+    if log_file:
+        from datetime import UTC, datetime
+
+        with open(log_file, "a", encoding="utf-8") as handle:
+            handle.write(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} exit={code} {message}\n")
+    raise typer.Exit(code)
+
+
+def exit_code_for(error: BaseException) -> int:
+    from pipelines.client import AuthError
+    from pipelines.runner import LockedError
+    from pipelines.source import MixedOriginError
+
+    if isinstance(error, config.ConfigError | MixedOriginError):
+        return EXIT_USAGE
+    if isinstance(error, AuthError):
+        return EXIT_AUTH
+    if isinstance(error, LockedError) or "Could not set lock" in str(error):
+        return EXIT_LOCKED
+    return EXIT_FAILED
+
+
+def guarded(action: Callable[[], str], log_file: Path | None = None) -> None:
+    """Run a command body; map any failure to a one-line message and the contract's exit status."""
+    from pipelines.runner import root_cause
+
+    try:
+        message = action()
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        finish("interrupted: nothing half-written was committed; the next run completes the load", 130, log_file)
+    except Exception as error:  # every failure ends on one clear line, never a stack trace
+        cause = root_cause(error)
+        code = exit_code_for(cause)
+        text = one_line(cause)
+        if code == EXIT_LOCKED and "Could not set lock" in text:
+            text = "the warehouse file is open in another process (a run or a notebook writing to it)"
+        finish(f"error: {text}", code, log_file)
+    finish(message, EXIT_OK, log_file)
+
+
+def one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    for secret in config.secret_values():
+        text = text.replace(secret, "***")
+    return text[:500]
+
+
+def load_options(**values: Any) -> Any:
+    from pipelines.runner import LoadOptions
+
+    progress = values.pop("progress")
+    return LoadOptions(progress=sys.stderr.isatty() if progress is None else progress, **values)
+
+
+@app.command()
+def run(
+    destination: Destination = "duckdb",
+    model_id: ModelIds = None,
+    page_size: PageSize = 100,
+    concurrency: Concurrency = 16,
+    requests_per_minute: RequestsPerMinute = 500,
+    lookback: Lookback = 3600,
+    progress: Progress = None,
+    log_file: LogFile = None,
+) -> None:
+    """One incremental load from the Cohere API into the warehouse, then recreate every view. For cron."""
+    quiet_logs()
+
+    def action() -> str:
+        from pipelines.runner import run_load
+
+        options = load_options(
+            destination=destination, model_ids=model_id or (), page_size=page_size, concurrency=concurrency,
+            requests_per_minute=requests_per_minute, lookback_seconds=lookback, progress=progress,
+        )
+        return run_load(config.api_key(), config.base_url(), options).line()
+
+    guarded(action, log_file)
+
+
+@app.command()
+def demo(
+    models: Annotated[int, typer.Option("--models", help="Simulated models in the list.")] = 60,
+    page_size: PageSize = 100,
+    concurrency: Concurrency = 16,
+    progress: Progress = None,
+) -> None:
+    """Run the whole job against the built-in simulated Cohere API (no key, no network), then print the report."""
+    quiet_logs()
+
+    def action() -> str:
+        from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World
+        from pipelines.runner import run_load
+
+        options = load_options(
+            destination="duckdb", model_ids=(), page_size=page_size, concurrency=concurrency,
+            requests_per_minute=0, lookback_seconds=3600, progress=progress,
+        )
+        with FakeApiServer(FakeCohereApi(World.timeline(models=models))) as server:
+            summary = run_load(DEFAULT_API_KEY, server.url, options)
+        print_report("table")
+        return f"demo: {summary.line()} into {config.duckdb_path()}"
+
+    guarded(action)
+
+
+@app.command()
+def views(destination: Destination = "duckdb") -> None:
+    """(Re)create every view over the loaded tables."""
+    quiet_logs()
+
+    def action() -> str:
+        from pipelines.runner import make_pipeline
+        from pipelines.views import create_views
+
+        created = create_views(make_pipeline(destination))
+        return f"created {len(created)} views: {', '.join(created)}"
+
+    guarded(action)
+
+
+@app.command()
+def report(
+    output_format: Annotated[str, typer.Option("--format", help="table (for people) or json (for scripts).")] = "table",
+) -> None:
+    """Print time in status, failure rates and stale models from the warehouse."""
+    if output_format not in ("table", "json"):
+        finish("error: --format must be table or json", EXIT_USAGE)
+    guarded(lambda: print_report(output_format))
+
+
+def print_report(output_format: str) -> str:
+    from pipelines.report import print_report as show
+
+    return show(output_format)
+
+
+@app.command()
+def export(
+    directory: Annotated[Path, typer.Argument(help="Folder to write Parquet files into.")],
+    tables: Annotated[
+        str | None, typer.Option("--tables", help="Comma-separated tables and views to export [default: all].")
+    ] = None,
+) -> None:
+    """Write every table and view as Parquet under DIRECTORY; a repeat export replaces the previous one."""
+
+    def action() -> str:
+        from pipelines.export import export_warehouse
+
+        names = [name.strip() for name in tables.split(",") if name.strip()] if tables else None
+        return export_warehouse(directory, names)
+
+    guarded(action)
+
+
+@app.command("fake-api")
+def fake_api(
+    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 8000,
+    models: Annotated[int, typer.Option("--models", help="Simulated models.")] = 60,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the generated world.")] = 7,
+    api_key: Annotated[str, typer.Option("--api-key", help="The key the server accepts.")] = "",
+    latency_ms: Annotated[float, typer.Option("--latency-ms", help="Added to every request.")] = 0.0,
+    rate_limit: Annotated[int, typer.Option("--rate-limit", help="Server limit in requests per minute; 0: none.")] = 0,
+    error_rate: Annotated[float, typer.Option("--error-rate", help="Share of requests answered 429/500/503.")] = 0.0,
+    events_per_model: Annotated[
+        int, typer.Option("--long-history", help="Offline/ready spells per model, for long histories; 0: natural.")
+    ] = 0,
+    advance_every: Annotated[
+        float, typer.Option("--advance-every", help="Move the clock on every N seconds (new events arrive).")
+    ] = 0.0,
+    retired: Annotated[bool, typer.Option("--retired", help="Answer 410 everywhere, as after the retirement.")] = False,
+) -> None:
+    """Serve the simulated Cohere fine-tuning API in the foreground, for notebooks and development."""
+    from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, Faults, World, serve_forever
+
+    key = api_key or DEFAULT_API_KEY
+    world = World(models=models, seed=seed, long_history=events_per_model) if events_per_model else World.timeline(
+        seed=seed, models=models)
+    faults = Faults(error_rate=error_rate, rate_limit_rpm=rate_limit, retired=410 if retired else None)
+    server = FakeApiServer(FakeCohereApi(world, api_key=key, latency_ms=latency_ms, faults=faults), port=port)
+    print(f"simulated Cohere API on {server.url} with {len(world.models)} models; use:", flush=True)
+    print(f"  CO_API_URL={server.url} CO_API_KEY={key} cohere-events run", flush=True)
+    try:
+        serve_forever(server, advance_every)
+    except KeyboardInterrupt:
+        finish("stopped the simulated API")
+
+
+def quiet_logs() -> None:
+    """Keep dlt's and httpx's INFO chatter out of cron mail; warnings and errors still show."""
+    for name in ("dlt", "httpx"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,274 @@
+"""An async httpx client for Cohere's fine-tuning API: auth, paging, retries, rate limit and concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import orjson
+from aiolimiter import AsyncLimiter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, stop_after_delay
+
+from pipelines.fake_api import SIMULATED_HEADER
+
+MODELS_PATH = "/v1/finetuning/finetuned-models"
+RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+CLIENT_NAME = "cohere-events"
+
+
+class CohereApiError(Exception):
+    """A failure talking to the API; its message is one line and never contains the API key."""
+
+
+class AuthError(CohereApiError):
+    """The API refused the key (401 or 403)."""
+
+
+class ApiRetiredError(CohereApiError):
+    """The fine-tuning list endpoint is gone (404 or 410): Cohere retired fine-tuning in 2025."""
+
+
+class ModelNotFoundError(CohereApiError):
+    """One fine-tuned model answered 404."""
+
+
+class MalformedResponseError(CohereApiError):
+    """A page that is not the JSON the API documents."""
+
+
+class RetryableError(CohereApiError):
+    """A 408, 429 or 5xx answer, or a connection failure, that is worth another attempt."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass
+class ClientSettings:
+    """How the client talks to the API."""
+
+    base_url: str
+    api_key: str
+    page_size: int = 100
+    concurrency: int = 16
+    requests_per_minute: int = 500
+    timeout_seconds: float = 30.0
+    max_attempts: int = 8
+    max_retry_seconds: float = 300.0
+    max_backoff_seconds: float = 60.0
+
+
+@dataclass
+class RequestStats:
+    """Counters shared by every request of one run."""
+
+    requests: int = 0
+    retries: int = 0
+    simulated: bool | None = None
+    rate_limited: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SharedLimits:
+    """The rate limiter and the bound on requests in flight, shared by every client of one run."""
+
+    limiter: AsyncLimiter | None
+    in_flight: asyncio.Semaphore
+
+    @classmethod
+    def for_settings(cls, settings: ClientSettings) -> SharedLimits:
+        return cls(make_limiter(settings.requests_per_minute), asyncio.Semaphore(max(1, settings.concurrency)))
+
+
+class FinetuningClient:
+    """Pages through fine-tuned models and their events. Use ``async with``; one instance per event loop."""
+
+    def __init__(
+        self,
+        settings: ClientSettings,
+        stats: RequestStats | None = None,
+        shared: SharedLimits | None = None,
+    ) -> None:
+        self.settings = settings
+        self.stats = stats or RequestStats()
+        shared = shared or SharedLimits.for_settings(settings)
+        self.limiter = shared.limiter
+        self.in_flight = shared.in_flight
+        self.http = httpx.AsyncClient(
+            base_url=settings.base_url.rstrip("/"),
+            headers={
+                "Authorization": f"Bearer {settings.api_key}",
+                "X-Client-Name": CLIENT_NAME,
+                "Accept": "application/json",
+            },
+            timeout=httpx.Timeout(settings.timeout_seconds, connect=min(10.0, settings.timeout_seconds)),
+            limits=httpx.Limits(max_connections=max(1, settings.concurrency), max_keepalive_connections=None),
+        )
+
+    async def __aenter__(self) -> FinetuningClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.http.aclose()
+
+    async def list_model_pages(self) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every fine-tuned model, a page at a time, oldest first, with the W&B key removed."""
+        try:
+            async for _, models in self.pages(MODELS_PATH, "finetuned_models", "the model list"):
+                yield [scrub_model(model) for model in models]
+        except ModelNotFoundError as error:
+            raise ApiRetiredError(
+                f"the fine-tuning API answered {error} for the model list: Cohere retired fine-tuning on "
+                "2025-09-15; point CO_API_URL at a deployment that still serves it"
+            ) from None
+
+    async def get_model(self, model_id: str) -> dict[str, Any]:
+        """One fine-tuned model, with the W&B key removed; raises ModelNotFoundError on 404."""
+        body = await self.get_json(f"{MODELS_PATH}/{quote(model_id, safe='')}", {}, f"model {model_id}")
+        model = body.get("finetuned_model")
+        if not isinstance(model, dict) or "id" not in model:
+            raise MalformedResponseError(f"malformed response for model {model_id}: no finetuned_model object")
+        return scrub_model(model)
+
+    async def event_pages(self, model_id: str) -> AsyncIterator[tuple[int, list[dict[str, Any]]]]:
+        """A model's status events newest first, as (page number, events); stop iterating to stop paging."""
+        path = f"{MODELS_PATH}/{quote(model_id, safe='')}/events"
+        async for number, events in self.pages(path, "events", f"model {model_id}", order="created_at desc"):
+            yield number, events
+
+    async def pages(
+        self, path: str, items_key: str, what: str, order: str = "created_at"
+    ) -> AsyncIterator[tuple[int, list[dict[str, Any]]]]:
+        token: str | None = None
+        number = 0
+        while True:
+            number += 1
+            params: dict[str, Any] = {"page_size": self.settings.page_size, "order_by": order}
+            if token:
+                params["page_token"] = token
+            where = f"{what}, page {number}"
+            body = await self.get_json(path, params, where)
+            items = body.get(items_key, [])  # proto3 JSON leaves an empty list out
+            if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+                raise MalformedResponseError(f"malformed response for {where}: '{items_key}' is not a list of objects")
+            yield number, items
+            token = body.get("next_page_token")
+            if not token:
+                return
+            if not isinstance(token, str):
+                raise MalformedResponseError(f"malformed response for {where}: next_page_token is not a string")
+
+    async def get_json(self, path: str, params: dict[str, Any], where: str) -> dict[str, Any]:
+        """GET with retries on 408, 429, 5xx and connection errors; returns the decoded JSON object."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(RetryableError),
+            stop=stop_after_attempt(self.settings.max_attempts) | stop_after_delay(self.settings.max_retry_seconds),
+            wait=self.backoff,
+            before_sleep=self.count_retry,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self.get_once(path, params, where)
+        except RetryableError as error:
+            raise CohereApiError(f"{error} (gave up after {self.settings.max_attempts} attempts or "
+                                 f"{self.settings.max_retry_seconds:.0f} s)") from None
+        raise AssertionError("unreachable")
+
+    async def get_once(self, path: str, params: dict[str, Any], where: str) -> dict[str, Any]:
+        async with self.in_flight:
+            if self.limiter is not None:
+                await self.limiter.acquire()
+            self.stats.requests += 1
+            try:
+                response = await self.http.get(path, params=params)
+            except httpx.TimeoutException:
+                raise RetryableError(f"timed out waiting for {where}") from None
+            except httpx.TransportError as error:
+                raise RetryableError(f"connection failed for {where}: {type(error).__name__}") from None
+        if self.stats.simulated is None:
+            self.stats.simulated = response.headers.get(SIMULATED_HEADER) == "1"
+        if response.status_code == 200:
+            return decode_object(response.content, where)
+        raise self.error_for(response, where)
+
+    def error_for(self, response: httpx.Response, where: str) -> CohereApiError:
+        status = response.status_code
+        message = self.redact(api_message(response))
+        text = f"HTTP {status} for {where}" + (f": {message}" if message else "")
+        if status in (401, 403):
+            return AuthError(f"the API refused the key (HTTP {status}): check CO_API_KEY")
+        if status == 429:
+            self.stats.rate_limited += 1
+        if status in RETRYABLE_STATUS:
+            return RetryableError(text, parse_retry_after(response.headers.get("Retry-After")))
+        if status in (404, 410):
+            return ModelNotFoundError(text)
+        return CohereApiError(text)
+
+    def redact(self, text: str) -> str:
+        key = self.settings.api_key
+        return text.replace(key, "***") if key else text
+
+    def backoff(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        cap = self.settings.max_backoff_seconds
+        if isinstance(error, RetryableError) and error.retry_after is not None:
+            return min(error.retry_after, cap)
+        exponential = min(cap, 0.5 * 2 ** (state.attempt_number - 1))
+        return random.uniform(exponential / 2, exponential)  # "equal jitter": never zero, never in lockstep
+
+    def count_retry(self, state: RetryCallState) -> None:
+        self.stats.retries += 1
+
+
+def make_limiter(requests_per_minute: int) -> AsyncLimiter | None:
+    """Requests spaced evenly at the given rate, so a run never provokes an avoidable 429; 0 means no limit."""
+    if requests_per_minute <= 0:
+        return None
+    return AsyncLimiter(1, 60.0 / requests_per_minute)
+
+
+def decode_object(content: bytes, where: str) -> dict[str, Any]:
+    try:
+        body = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        raise MalformedResponseError(f"malformed JSON in the response for {where}") from None
+    if not isinstance(body, dict):
+        raise MalformedResponseError(f"malformed response for {where}: expected a JSON object")
+    return body
+
+
+def api_message(response: httpx.Response) -> str:
+    try:
+        body = orjson.loads(response.content)
+        message = body.get("message", "") if isinstance(body, dict) else ""
+    except orjson.JSONDecodeError:
+        message = response.text
+    return " ".join(str(message).split())[:200]
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: fall back to exponential backoff
+
+
+def scrub_model(model: dict[str, Any]) -> dict[str, Any]:
+    """Remove the Weights & Biases key that the API returns inside model settings."""
+    settings = model.get("settings")
+    wandb = settings.get("wandb") if isinstance(settings, dict) else None
+    if isinstance(wandb, dict):
+        wandb.pop("api_key", None)
+    return model

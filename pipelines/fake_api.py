@@ -1,0 +1,611 @@
+"""A simulated Cohere fine-tuning API served over real HTTP on 127.0.0.1.
+
+It serves the four GET endpoints of the fine-tuning API over generated, realistic model lifecycles and keeps the
+real API's quirks: empty fields omitted, timestamps with 0, 3, 6 or 9 fractional digits, either end-of-pages form,
+opaque page tokens, ``{"message": ...}`` error bodies and 401 on a wrong key. Switches add latency, a server-side
+rate limit, injected failures, the 2025 retirement and new events arriving over time.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import orjson
+
+SIMULATED_HEADER = "X-Cohere-Events-Simulated"
+DEFAULT_API_KEY = "simulated-cohere-key"
+MODELS_PATH = "/v1/finetuning/finetuned-models"
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 50
+BASE_MODELS = [
+    ("BASE_TYPE_CHAT", "command-r-08-2024"),
+    ("BASE_TYPE_CHAT", "command-r7b-12-2024"),
+    ("BASE_TYPE_GENERATIVE", "command-light"),
+    ("BASE_TYPE_CLASSIFICATION", "english"),
+    ("BASE_TYPE_CLASSIFICATION", "multilingual"),
+    ("BASE_TYPE_RERANK", "rerank-english-v3.0"),
+]
+USER_STATUSES = {"STATUS_QUEUED", "STATUS_DELETED", "STATUS_PAUSED"}
+
+
+@dataclass
+class Event:
+    status: str
+    created_at: datetime
+    user_id: str | None
+    digits: int  # fractional digits shown in created_at: 0, 3, 6 or 9
+    nanos: int = 0  # sub-microsecond digits shown when digits == 9
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"status": self.status, "created_at": format_timestamp(self)}
+        if self.user_id:
+            body["user_id"] = self.user_id
+        return body
+
+
+@dataclass
+class Model:
+    body: dict[str, Any]
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return str(self.body["id"])
+
+
+def format_timestamp(event: Event) -> str:
+    """RFC 3339 in UTC with ``Z`` and the event's number of fractional digits, as protobuf JSON writes them."""
+    base = event.created_at.strftime("%Y-%m-%dT%H:%M:%S")
+    micros = f"{event.created_at.microsecond:06d}"
+    fraction = {0: "", 3: "." + micros[:3], 6: "." + micros, 9: f".{micros}{event.nanos:03d}"}[event.digits]
+    return base + fraction + "Z"
+
+
+def truncate(moment: datetime, digits: int) -> datetime:
+    """Drop the digits a timestamp will not show, so what is served is exactly what is stored."""
+    if digits >= 6:
+        return moment
+    step = 10 ** (6 - digits)
+    return moment.replace(microsecond=moment.microsecond // step * step)
+
+
+class LifecycleWriter:
+    """Writes one model's status events with realistic gaps, precisions and user ids."""
+
+    def __init__(self, rng: random.Random, start: datetime, user_id: str) -> None:
+        self.rng = rng
+        self.clock = start
+        self.user_id = user_id
+        self.events: list[Event] = []
+
+    def emit(self, status: str, after_seconds: float = 0.0) -> None:
+        self.clock += timedelta(seconds=after_seconds)
+        digits = self.rng.choice((0, 3, 6, 6, 9))
+        moment = truncate(self.clock, digits)
+        user = self.user_id if status in USER_STATUSES or self.rng.random() < 0.05 else None
+        nanos = self.rng.randrange(1000) if digits == 9 else 0
+        self.events.append(Event(status, moment, user, digits, nanos))
+
+    def wait(self, low: float, high: float) -> float:
+        return self.rng.uniform(low, high)
+
+
+def write_lifecycle(writer: LifecycleWriter, long_history: int = 0) -> None:
+    """A model's whole story, future included: queued, trained, deployed, maybe failed, retried, deleted,
+    offline or paused. Events later than the world's clock stay hidden until time passes them."""
+    rng = writer.rng
+    kind = rng.choices(
+        ["ready", "failed", "retried", "deleted_early", "stuck", "starts_training", "odd"],
+        weights=[58, 12, 8, 6, 3, 2, 2],
+    )[0]
+    if kind != "starts_training":
+        writer.emit("STATUS_QUEUED")
+        if rng.random() < 0.15:
+            writer.emit("STATUS_QUEUED", writer.wait(5, 120))  # a repeated status: one interval
+    if kind == "stuck":
+        return
+    if kind == "deleted_early":
+        writer.emit("STATUS_DELETED", writer.wait(60, 3600))
+        return
+    writer.emit("STATUS_FINETUNING", writer.wait(30, 1800) if kind != "starts_training" else 0)
+    if rng.random() < 0.3:
+        writer.emit("STATUS_FINETUNING", writer.wait(300, 3600))
+    if kind in ("failed", "retried"):
+        writer.emit("STATUS_FAILED", writer.wait(600, 7200))
+        if kind == "failed":
+            return
+        writer.emit("STATUS_QUEUED", writer.wait(3600, 86400))
+        writer.emit("STATUS_FINETUNING", writer.wait(30, 900))
+    if kind == "odd":
+        writer.emit(rng.choice(["STATUS_UNSPECIFIED", "STATUS_EVALUATING"]), writer.wait(10, 600))
+    writer.emit("STATUS_DEPLOYING_API", writer.wait(1200, 14400))
+    # READY sometimes lands in the same instant as the last deploy event: the tie-break decides the order.
+    writer.emit("STATUS_READY", 0 if rng.random() < 0.05 else writer.wait(120, 1800))
+    spells = long_history or (rng.random() < 0.25) * rng.randint(1, 3)
+    gap = (60, 900) if long_history else (600, 86400)
+    for _ in range(spells):
+        writer.emit(rng.choice(["STATUS_TEMPORARILY_OFFLINE", "STATUS_PAUSED"]), writer.wait(*gap))
+        writer.emit("STATUS_READY", writer.wait(gap[0], gap[1] / 4))
+    if rng.random() < 0.1:
+        writer.emit("STATUS_DELETED", writer.wait(3600, 86400 * 3))
+
+
+def make_model(rng: random.Random, index: int, created: datetime, long_history: int = 0) -> Model:
+    """One model with its whole lifecycle; the same rng state always makes the same model."""
+    base_type, base_name = rng.choice(BASE_MODELS)
+    user_id = str(uuid.UUID(int=rng.getrandbits(128)))
+    writer = LifecycleWriter(rng, created, user_id)
+    write_lifecycle(writer, long_history)
+    events = writer.events
+    settings: dict[str, Any] = {
+        "base_model": {"base_type": base_type, "strategy": "STRATEGY_TFEW"},
+        "dataset_id": f"dataset-{rng.getrandbits(40):010x}",
+    }
+    if base_type != "BASE_TYPE_RERANK":
+        settings["base_model"]["name"] = base_name
+    if rng.random() < 0.5:
+        settings["base_model"]["version"] = f"{rng.randint(1, 3)}.0.0"
+    if base_type == "BASE_TYPE_CLASSIFICATION":
+        settings["multi_label"] = rng.random() < 0.3
+    if rng.random() < 0.7:
+        settings["hyperparameters"] = {
+            "early_stopping_patience": rng.choice([4, 6, 10]),
+            "early_stopping_threshold": 0.001,
+            "train_batch_size": rng.choice([8, 16, 32]),
+            "train_epochs": rng.randint(1, 10),
+            "learning_rate": rng.choice([0.0001, 0.00005, 0.01]),
+        }
+    if rng.random() < 0.3:
+        settings["wandb"] = {
+            "project": f"ft-{index}",
+            "api_key": f"wandb-secret-{rng.getrandbits(64):016x}",
+            "entity": "ml-platform",
+        }
+    model = Model(
+        body={
+            "id": str(uuid.UUID(int=rng.getrandbits(128))),
+            "name": f"ft-{base_name}-{index:04d}",
+            "creator_id": user_id,
+            "organization_id": "org-00000000-simulated",
+            "settings": settings,
+            "created_at": format_timestamp(Event("", created, None, 3)),
+        },
+        events=events,
+    )
+    return model
+
+
+def model_body_at(model: Model, now: datetime) -> dict[str, Any]:
+    """The model as the API shows it at ``now``: status and timestamps from its latest visible event."""
+    body = dict(model.body)
+    visible = [e for e in model.events if e.created_at <= now]
+    if not visible:
+        return body
+    body["status"] = visible[-1].status
+    body["updated_at"] = format_timestamp(visible[-1])
+    ready = [e for e in visible if e.status == "STATUS_READY"]
+    if ready:
+        body["completed_at"] = format_timestamp(ready[0])
+        body["last_used"] = format_timestamp(ready[-1])
+    return body
+
+
+@dataclass
+class Faults:
+    """Failures the server injects, deterministically (queued per path) or at random rates."""
+
+    queued: dict[str, list[int | str]] = field(default_factory=dict)
+    error_rate: float = 0.0  # probability of a random 503 or 429 per request
+    retired: int | None = None  # 404 or 410 on every endpoint, as after the 2025 retirement
+    rate_limit_rpm: int = 0  # server-side limit; 0 means none
+    retry_after: bool = True  # send Retry-After with 429
+
+
+class World:
+    """The simulated API's data: models with whole lifecycles, shown as they stand at the world's clock.
+
+    Each model is made from its own seeded generator, so a world is the same whenever it is built. Models and
+    events later than ``now`` stay hidden; :meth:`advance` moves the clock and reveals them.
+    """
+
+    def __init__(
+        self,
+        models: int = 60,
+        seed: int = 7,
+        now: datetime | None = None,
+        long_history: int = 0,
+        end_of_pages: str = "mixed",
+        spacing: timedelta | None = None,
+    ) -> None:
+        """``models`` created over the 120 days before ``now``, or every ``spacing`` up to ``now``."""
+        self.now = now or datetime.now(UTC)
+        self.lock = threading.RLock()
+        self.end_of_pages = end_of_pages
+        self.models: dict[str, Model] = {}
+        self.hidden: set[str] = set()  # stored but no longer listed
+        first = self.now - timedelta(days=120 if not long_history else 150)
+        for index in range(models):
+            rng = random.Random(seed * 1_000_003 + index)
+            if spacing:
+                created = self.now - spacing * (models - index) + timedelta(seconds=rng.uniform(0, 600))
+            else:
+                created = first + timedelta(seconds=rng.uniform(0, (self.now - first).total_seconds() - 3600))
+            model = make_model(rng, index, created.replace(microsecond=created.microsecond // 1000 * 1000),
+                               long_history)
+            self.models[model.id] = model
+
+    @classmethod
+    def timeline(cls, seed: int = 7, models: int = 60, now: datetime | None = None) -> World:
+        """The demo's world: one model every 12 hours on a fixed timeline, the latest ``models`` of them.
+
+        The same models carry the same events on every run, so a repeated demo loads only what time revealed.
+        """
+        now = now or datetime.now(UTC)
+        spacing = timedelta(hours=12)
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        slots = int((now - start) / spacing)
+        world = cls(models=0, seed=seed, now=now)
+        for slot in range(max(0, slots - models), slots):
+            rng = random.Random(seed * 1_000_003 + slot)
+            created = start + spacing * slot + timedelta(seconds=rng.randrange(600))
+            model = make_model(rng, slot, created)
+            world.models[model.id] = model
+        return world
+
+    def visible_events(self, model: Model) -> list[Event]:
+        return [e for e in model.events if e.created_at <= self.now]
+
+    def model_list(self) -> list[dict[str, Any]]:
+        with self.lock:
+            listed = [
+                model_body_at(m, self.now)
+                for m in self.models.values()
+                if m.id not in self.hidden and m.events and m.events[0].created_at <= self.now
+            ]
+        return sorted(listed, key=lambda body: (str(body["created_at"]), str(body["id"])))
+
+    def model_body(self, model_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            model = self.models.get(model_id)
+            return model_body_at(model, self.now) if model else None
+
+    def events_of(self, model_id: str) -> list[Event]:
+        with self.lock:
+            return self.visible_events(self.models[model_id])
+
+    def add_event(
+        self, model_id: str, status: str, created_at: datetime, user_id: str | None = None, digits: int = 6
+    ) -> Event:
+        """Add an event, in order or late (older than the newest one)."""
+        with self.lock:
+            model = self.models[model_id]
+            event = Event(status, truncate(created_at, digits), user_id, digits)
+            model.events.append(event)
+            model.events.sort(key=lambda e: e.created_at)  # stable: ties keep the order they were added in
+            return event
+
+    def advance(self, seconds: float) -> int:
+        """Move the clock on; returns how many events became visible."""
+        with self.lock:
+            before = self.event_count()
+            self.now += timedelta(seconds=seconds)
+            return self.event_count() - before
+
+    def event_count(self) -> int:
+        with self.lock:
+            return sum(len(self.visible_events(m)) for m in self.models.values())
+
+
+def encode_token(offset: int, salt: str) -> str:
+    raw = orjson.dumps({"o": offset, "s": salt})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_token(token: str) -> int:
+    padded = token + "=" * (-len(token) % 4)
+    offset = orjson.loads(base64.urlsafe_b64decode(padded))["o"]
+    if not isinstance(offset, int) or offset < 0:
+        raise ValueError(token)
+    return offset
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+    errors_sent: dict[int, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "by_kind": dict(self.by_kind),
+            "errors_sent": {str(k): v for k, v in self.errors_sent.items()},
+        }
+
+
+class FakeCohereApi:
+    """The request logic of the simulated API, independent of the HTTP server that carries it."""
+
+    def __init__(
+        self,
+        world: World,
+        api_key: str = DEFAULT_API_KEY,
+        latency_ms: float = 0.0,
+        faults: Faults | None = None,
+    ) -> None:
+        self.world = world
+        self.api_key = api_key
+        self.latency = latency_ms / 1000
+        self.faults = faults or Faults()
+        self.stats = Stats()
+        self.lock = threading.Lock()
+        self.rng = random.Random(11)
+        self._bucket_tokens = 0.0
+        self._bucket_time = time.monotonic()
+
+    def inject(self, path_contains: str, *outcomes: int | str) -> None:
+        """Queue outcomes (HTTP codes, ``"malformed"`` or ``"timeout"``) for the next requests whose path matches."""
+        with self.lock:
+            self.faults.queued.setdefault(path_contains, []).extend(outcomes)
+
+    def handle(self, method: str, raw_path: str, headers: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
+        url = urlsplit(raw_path)
+        path = url.path.rstrip("/")
+        query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        if path.startswith("/_simulator/"):
+            return self.control(method, path, query)
+        with self.lock:
+            self.stats.requests += 1
+        if self.latency:
+            time.sleep(self.latency)
+        try:
+            self.check_limits(path, headers)
+            body = self.route(method, path, query)
+            return 200, orjson.dumps(body), {}
+        except ApiError as error:
+            with self.lock:
+                self.stats.errors_sent[error.status] = self.stats.errors_sent.get(error.status, 0) + 1
+            if error.status == 0:  # "malformed": a 200 whose body is not JSON
+                return 200, b'{"events": [{"status": "STATUS_READY", "created_at": ', {}
+            payload = orjson.dumps({"id": str(uuid.uuid4()), "message": error.message})
+            return error.status, payload, error.headers
+
+    def check_limits(self, path: str, headers: dict[str, str]) -> None:
+        if headers.get("authorization", "") != f"Bearer {self.api_key}":
+            raise ApiError(401, "invalid api token")
+        queued = self.next_queued_fault(path)
+        if queued == "timeout":
+            time.sleep(30)
+        elif queued == "malformed":
+            raise ApiError(0, "malformed")
+        elif isinstance(queued, int):
+            raise ApiError(queued, f"injected failure {queued}", {"Retry-After": "0"} if queued == 429 else {})
+        if self.faults.retired:
+            raise ApiError(self.faults.retired, "fine-tuning is no longer available: the API was retired")
+        self.take_rate_limit_token()
+        if self.faults.error_rate and self.rng.random() < self.faults.error_rate:
+            status = self.rng.choice((429, 500, 503))
+            raise ApiError(status, "the service is temporarily overloaded", {"Retry-After": "0"})
+
+    def next_queued_fault(self, path: str) -> int | str | None:
+        with self.lock:
+            for pattern, outcomes in self.faults.queued.items():
+                if pattern in path and outcomes:
+                    return outcomes.pop(0)
+        return None
+
+    def take_rate_limit_token(self) -> None:
+        rpm = self.faults.rate_limit_rpm
+        if not rpm:
+            return
+        rate = rpm / 60.0
+        capacity = max(2.0, rate)  # about a second's worth of burst, as a per-minute limiter allows
+        with self.lock:
+            now = time.monotonic()
+            if self.stats.requests == 1 or self._bucket_time == 0:
+                self._bucket_tokens = capacity
+            self._bucket_tokens = min(capacity, self._bucket_tokens + (now - self._bucket_time) * rate)
+            self._bucket_time = now
+            if self._bucket_tokens >= 1:
+                self._bucket_tokens -= 1
+                return
+            wait = (1 - self._bucket_tokens) / rate
+        headers = {"Retry-After": f"{max(1, round(wait))}"} if self.faults.retry_after else {}
+        raise ApiError(429, "You are past the per minute request limit, please wait and try again later.", headers)
+
+    def count(self, kind: str) -> None:
+        with self.lock:
+            self.stats.by_kind[kind] = self.stats.by_kind.get(kind, 0) + 1
+
+    def route(self, method: str, path: str, query: dict[str, str]) -> dict[str, Any]:
+        if method != "GET":
+            raise ApiError(405, "method not allowed")
+        if path == MODELS_PATH:
+            self.count("list_models")
+            return self.page(self.world.model_list(), query, "finetuned_models")
+        if not path.startswith(MODELS_PATH + "/"):
+            raise ApiError(404, "Not Found")
+        parts = path[len(MODELS_PATH) + 1 :].split("/")
+        model_id = unquote(parts[0])
+        body = self.world.model_body(model_id)
+        if body is None:
+            raise ApiError(404, f"finetuned model {model_id} not found")
+        if len(parts) == 1:
+            self.count("get_model")
+            return {"finetuned_model": body}
+        if parts[1:] == ["events"]:
+            self.count("list_events")
+            events = [e.to_json() for e in self.world.events_of(model_id)]
+            return self.page(events, query, "events", salt=model_id)
+        if parts[1:] == ["training-step-metrics"]:
+            self.count("list_metrics")
+            metrics = step_metrics(self.world.events_of(model_id))
+            return self.page(metrics, query, "step_metrics", ordered=False, salt=model_id)
+        raise ApiError(404, "Not Found")
+
+    def page(
+        self,
+        items: list[dict[str, Any]],
+        query: dict[str, str],
+        name: str,
+        ordered: bool = True,
+        salt: str = "",
+    ) -> dict[str, Any]:
+        size = parse_page_size(query.get("page_size", ""))
+        if ordered:
+            order = query.get("order_by", "created_at").strip().lower()
+            if order not in ("created_at", "created_at asc", "created_at desc"):
+                raise ApiError(400, f"invalid order_by {order!r}: supported fields are created_at")
+            # The stored order is ascending with the tie order kept; "desc" reverses it.
+            if order.endswith("desc"):
+                items = items[::-1]
+        try:
+            offset = decode_token(query["page_token"]) if query.get("page_token") else 0
+        except (ValueError, KeyError, TypeError):
+            raise ApiError(400, "invalid page_token") from None
+        chunk = items[offset : offset + size]
+        body: dict[str, Any] = {name: chunk}
+        if offset + size < len(items):
+            body["next_page_token"] = encode_token(offset + size, salt[:8])
+        else:
+            self.end_page(body, salt)
+        if offset == 0:
+            body["total_size"] = len(items)
+        return body
+
+    def end_page(self, body: dict[str, Any], salt: str) -> None:
+        form = self.world.end_of_pages
+        if form == "mixed":
+            form = ("omit", "empty", "null")[sum(map(ord, salt)) % 3]
+        if form == "empty":
+            body["next_page_token"] = ""
+        elif form == "null":
+            body["next_page_token"] = None
+
+    def control(self, method: str, path: str, query: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
+        """``/_simulator/stats`` and ``/_simulator/advance?seconds=N``: for benchmarks and development."""
+        if path == "/_simulator/stats":
+            body = self.stats.to_json() | {"models": len(self.world.models), "events": self.world.event_count()}
+            return 200, orjson.dumps(body), {}
+        if path == "/_simulator/advance":
+            added = self.world.advance(float(query.get("seconds", "3600")))
+            return 200, orjson.dumps({"added": added}), {}
+        if path == "/_simulator/reset-stats":
+            with self.lock:
+                self.stats = Stats()
+            return 200, b"{}", {}
+        return 404, orjson.dumps({"message": "Not Found"}), {}
+
+
+def parse_page_size(value: str) -> int:
+    try:
+        size = int(value) if value else 0
+    except ValueError:
+        raise ApiError(400, f"invalid page_size {value!r}") from None
+    if size < 0:
+        raise ApiError(400, "page_size must not be negative")
+    return min(size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def step_metrics(events: list[Event]) -> list[dict[str, Any]]:
+    trained = [e for e in events if e.status == "STATUS_FINETUNING"]
+    if not trained:
+        return []
+    start = trained[0].created_at
+    metrics = []
+    for step in range(0, 50, 10):
+        row: dict[str, Any] = {
+            "created_at": format_timestamp(Event("", start + timedelta(minutes=step), None, 6)),
+            "metrics": {"loss": round(2.0 / (1 + step / 10), 4), "accuracy": round(0.5 + step / 100, 4)},
+        }
+        if step:
+            row["step_number"] = step  # omitted on step 0, as proto3 JSON does
+        metrics.append(row)
+    return metrics
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    api: FakeCohereApi
+
+    def do_GET(self) -> None:
+        self.respond("GET")
+
+    def do_POST(self) -> None:
+        self.respond("POST")
+
+    def respond(self, method: str) -> None:
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        status, body, extra = self.api.handle(method, self.path, headers)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header(SIMULATED_HEADER, "1")
+        for name, value in extra.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class FakeApiServer:
+    """Serves a :class:`FakeCohereApi` on 127.0.0.1 in a background thread; use as a context manager."""
+
+    def __init__(self, api: FakeCohereApi, port: int = 0, host: str = "127.0.0.1") -> None:
+        handler = type("Handler", (_Handler,), {"api": api})
+        self.api = api
+        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="fake-cohere-api", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> FakeApiServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __enter__(self) -> FakeApiServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve_forever(server: FakeApiServer, advance_every: float = 0.0) -> None:
+    """Serve in the foreground until interrupted; with ``advance_every`` seconds, in-flight models move on."""
+    server.start()
+    try:
+        while True:
+            time.sleep(advance_every or 3600)
+            if advance_every:
+                server.api.world.advance(advance_every)
+    finally:
+        server.stop()

@@ -1,0 +1,184 @@
+"""One incremental load: the warehouse lock, pending packages, the dlt run, the views and the summary."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dlt
+from dlt.common.runtime.collector import LogCollector, NullCollector
+
+from pipelines import config
+from pipelines.client import CohereApiError
+from pipelines.source import SOURCE_NAME, MixedOriginError, RunReport, cohere_finetuning
+
+
+class LockedError(Exception):
+    """Another run holds the warehouse: exit status 4."""
+
+
+@dataclass
+class LoadOptions:
+    """The options of ``run`` and ``demo``."""
+
+    destination: str = "duckdb"
+    model_ids: Sequence[str] = ()
+    page_size: int = 100
+    concurrency: int = 16
+    requests_per_minute: int = 500
+    lookback_seconds: float = 3600
+    progress: bool = False
+
+    def validate(self) -> None:
+        checks = {
+            "--page-size must be between 1 and 1000": 1 <= self.page_size <= 1000,
+            "--concurrency must be between 1 and 256": 1 <= self.concurrency <= 256,
+            "--requests-per-minute must be 0 (no limit) or more": self.requests_per_minute >= 0,
+            "--lookback must be 0 or more seconds": self.lookback_seconds >= 0,
+        }
+        for message, ok in checks.items():
+            if not ok:
+                raise config.ConfigError(message)
+
+
+@dataclass
+class LoadSummary:
+    """What a run did, for its last line."""
+
+    models: int
+    new_events: int
+    requests: int
+    retries: int
+    seconds: float
+    finished_pending: bool = False
+    skipped: list[str] = field(default_factory=list)
+    views: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        text = (
+            f"loaded {self.models} models, {self.new_events} new events in {self.seconds:.1f} s "
+            f"({self.requests} requests, {self.retries} retries)"
+        )
+        if self.skipped:
+            text += f"; skipped {len(self.skipped)}: {'; '.join(self.skipped[:3])}"
+        if self.finished_pending:
+            text += "; finished an interrupted earlier load first"
+        return text
+
+
+@contextmanager
+def warehouse_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock for the whole run; a second run fails at once with LockedError."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "run.lock"
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise LockedError(f"another cohere-events run holds the warehouse lock ({holder})") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}")
+        handle.flush()
+        yield
+
+
+def make_pipeline(destination: str = "duckdb", progress: bool = False) -> dlt.Pipeline:
+    """The dlt pipeline for this warehouse, with its working folder kept apart from other warehouses."""
+    collector = LogCollector(log_period=2.0, logger=sys.stderr, dump_system_stats=False) if progress else None
+    return dlt.pipeline(
+        pipeline_name=config.PIPELINE_NAME,
+        destination=destination,
+        dataset_name=config.DATASET_NAME,
+        pipelines_dir=str(config.pipelines_dir(destination)),
+        progress=collector or NullCollector(),
+    )
+
+
+def warehouse_simulated(pipeline: dlt.Pipeline) -> bool | None:
+    """Whether the warehouse holds simulated data (True), real data (False), or nothing yet (None)."""
+    pipeline.sync_destination()
+    state: dict[str, Any] = pipeline.state.get("sources", {}).get(SOURCE_NAME, {})  # type: ignore[assignment]
+    value = state.get("simulated")
+    return bool(value) if value is not None else None
+
+
+def run_load(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
+    """Load new models and events, then recreate the views. Raises on failure; nothing half-written commits."""
+    from pipelines.views import create_views
+
+    options.validate()
+    started = time.monotonic()
+    with warehouse_lock(config.pipelines_dir(options.destination)):
+        pipeline = make_pipeline(options.destination, options.progress)
+        finished_pending = finish_pending(pipeline)
+        expect_simulated = warehouse_simulated(pipeline)
+        events_before = count_rows(pipeline, "events")
+        report = RunReport()
+        source = cohere_finetuning(
+            api_key=api_key,
+            base_url=base_url,
+            model_ids=list(options.model_ids) or None,
+            page_size=options.page_size,
+            concurrency=options.concurrency,
+            requests_per_minute=options.requests_per_minute,
+            lookback_seconds=options.lookback_seconds,
+            report=report,
+            expect_simulated=expect_simulated,
+        )
+        pipeline.run(source)
+        new_events = count_rows(pipeline, "events") - events_before
+        views = create_views(pipeline)
+    return LoadSummary(
+        models=report.models,
+        new_events=new_events,
+        requests=report.requests.requests,
+        retries=report.requests.retries,
+        seconds=time.monotonic() - started,
+        finished_pending=finished_pending,
+        skipped=report.skipped,
+        views=views,
+    )
+
+
+def finish_pending(pipeline: dlt.Pipeline) -> bool:
+    """Load what an interrupted run left behind, so this run can extract new data afterwards."""
+    if not pipeline.has_pending_data:
+        return False
+    pipeline.run()
+    return True
+
+
+def count_rows(pipeline: dlt.Pipeline, table: str) -> int:
+    """Rows in a warehouse table; 0 when it does not exist yet."""
+    if table not in pipeline.default_schema.data_table_names() if pipeline.default_schema_name else True:
+        return 0
+    try:
+        with pipeline.sql_client() as client:
+            rows = client.execute_sql(f"select count(*) from {client.make_qualified_table_name(table)}")
+    except Exception:  # the dataset is not there yet
+        return 0
+    return int(rows[0][0]) if rows else 0
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The error behind dlt's wrappers (PipelineStepFailed, ResourceExtractionError, ...)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    found: BaseException = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        found = current
+        if isinstance(current, CohereApiError | MixedOriginError | LockedError | config.ConfigError):
+            return current
+        current = current.__cause__ or current.__context__ or getattr(current, "exception", None)
+    return found

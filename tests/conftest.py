@@ -1,0 +1,27 @@
+"""Shared fixtures: a working folder per test, the simulated API on 127.0.0.1, a real PostgreSQL server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.postgres import postgres_server
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in a fresh folder with dlt's working state inside it and no key from the developer's shell."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / ".dlt-data"))
+    for name in ("CO_API_KEY", "COHERE_API_KEY", "SOURCES__COHERE_FINETUNING__API_KEY", "CO_API_URL"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server for the session: COHERE_EVENTS_TEST_POSTGRES, else one started from initdb."""
+    with postgres_server() as url:
+        yield url
