@@ -1,0 +1,279 @@
+"""``cohere-events export DIR``: every table and view of the warehouse as Parquet, replaced atomically.
+
+``events`` is split by the UTC month of ``created_at`` (hive style, ``DIR/events/month=2025-03/*.parquet``); every
+other table and view is one file, ``DIR/<name>.parquet``. A manifest (``_cohere_events_export.json``) marks the
+folder as ours: a repeat export builds the new folder beside the old one and swaps them with renames, and a folder
+without the manifest that holds anything is refused untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from pipelines import config
+
+TABLES = ("events", "finetuned_models")
+VIEWS = (
+    "status_intervals",
+    "time_in_status",
+    "status_duration_stats",
+    "model_lifecycle",
+    "failure_rates",
+    "failure_rates_weekly",
+    "failure_rates_by_base_model",
+    "stale_models",
+)
+NAMES = TABLES + VIEWS
+PARTITIONED = {"events": ("created_at", "month")}  # table: (timestamp column, partition column)
+MANIFEST = "_cohere_events_export.json"
+MANIFEST_FORMAT = "cohere-events export"
+TIMESTAMP_TYPES = ("TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "DATETIME")
+
+
+@dataclass
+class Exported:
+    """One table or view as written: where, how many rows, files and bytes."""
+
+    path: str
+    rows: int
+    files: int
+    bytes: int
+
+
+def export_warehouse(directory: Path, names: Sequence[str] | None = None) -> str:
+    """Export ``names`` (default: every table and view) to ``directory``; returns the summary line."""
+    selected = select_names(names)
+    target = check_target(Path(directory).expanduser().absolute())
+    warehouse = warehouse_file()
+    started = time.monotonic()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.export-", dir=target.parent))
+    try:
+        results = write_all(warehouse, selected, staging)
+        write_manifest(staging, warehouse, results)
+        swap_into_place(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return summary_line(target, results, time.monotonic() - started)
+
+
+def select_names(names: Sequence[str] | None) -> list[str]:
+    """The contract's names in contract order; unknown names are a usage error."""
+    if not names:
+        return list(NAMES)
+    unknown = sorted(set(names) - set(NAMES))
+    if unknown:
+        raise config.ConfigError(f"unknown table or view: {', '.join(unknown)}; choose from {', '.join(NAMES)}")
+    return [name for name in NAMES if name in names]
+
+
+def check_target(target: Path) -> Path:
+    """Refuse a target that is a file, a symlink, or a non-empty folder that is not a previous export."""
+    if target.is_symlink():
+        raise config.ConfigError(f"{target} is a symbolic link; give the real folder to export into")
+    if not target.exists():
+        return target
+    if not target.is_dir():
+        raise config.ConfigError(f"{target} exists and is not a folder; refusing to replace it")
+    if any(target.iterdir()) and not is_previous_export(target):
+        raise config.ConfigError(
+            f"{target} is not empty and holds no {MANIFEST} from an earlier export; refusing to replace it "
+            "(give an empty or new folder)"
+        )
+    return target
+
+
+def is_previous_export(folder: Path) -> bool:
+    """Whether ``folder`` carries our manifest."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == MANIFEST_FORMAT
+
+
+def warehouse_file() -> Path:
+    """The DuckDB file to read; it must exist."""
+    path = config.duckdb_path()
+    if path is None:
+        raise config.ConfigError("export reads the local DuckDB warehouse; its credentials are not a file path")
+    if not path.is_file():
+        raise config.ConfigError(f"no warehouse at {path}: run `cohere-events run` (or `demo`) here first")
+    return path
+
+
+def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
+    """A read-only connection whose session time zone is UTC, so months and casts are UTC everywhere."""
+    connection = duckdb.connect(str(warehouse), read_only=True)
+    connection.execute("SET TimeZone = 'UTC'")
+    return connection
+
+
+def write_all(warehouse: Path, names: list[str], staging: Path) -> dict[str, Exported]:
+    """Write every name into ``staging``; a missing table or view fails before anything is written."""
+    connection = connect(warehouse)
+    try:
+        check_present(connection, names)
+        results: dict[str, Exported] = {}
+        for index, name in enumerate(names, 1):
+            progress(f"[{index}/{len(names)}] {name} ...")
+            results[name] = write_one(connection, name, staging)
+            progress(f"[{index}/{len(names)}] {name}: {results[name].rows} rows")
+        return results
+    finally:
+        connection.close()
+
+
+def check_present(connection: duckdb.DuckDBPyConnection, names: list[str]) -> None:
+    """Every requested table and view must be in the dataset."""
+    rows = connection.execute(
+        "select table_name from information_schema.tables where table_schema = ?", [config.DATASET_NAME]
+    ).fetchall()
+    missing = [name for name in names if name not in {row[0] for row in rows}]
+    if missing:
+        hint = "run `cohere-events views`" if set(missing) <= set(VIEWS) else "run `cohere-events run` first"
+        raise config.ConfigError(f"not in the warehouse: {', '.join(missing)} ({hint})")
+
+
+def write_one(connection: duckdb.DuckDBPyConnection, name: str, staging: Path) -> Exported:
+    """COPY one table or view to Parquet: a hive-partitioned folder for ``events``, else one file."""
+    select = f"select {', '.join(portable_columns(connection, name))} from {qualified(name)}"
+    if name in PARTITIONED:
+        column, key = PARTITIONED[name]
+        destination = staging / name
+        destination.mkdir()
+        sql = (
+            f"copy (select *, strftime({quote(column)}, '%Y-%m') as {quote(key)} from ({select})) "
+            f"to '{sql_path(destination)}' (format parquet, partition_by ({quote(key)}))"
+        )
+        rows = copy(connection, sql)
+        files = sorted(destination.rglob("*.parquet"))
+        return Exported(f"{name}/", rows, len(files), sum(f.stat().st_size for f in files))
+    destination = staging / f"{name}.parquet"
+    rows = copy(connection, f"copy ({select}) to '{sql_path(destination)}' (format parquet)")
+    return Exported(destination.name, rows, 1, destination.stat().st_size)
+
+
+def copy(connection: duckdb.DuckDBPyConnection, sql: str) -> int:
+    """Run a COPY and return the rows it wrote."""
+    row = connection.execute(sql).fetchone()
+    return int(row[0]) if row else 0
+
+
+def portable_columns(connection: duckdb.DuckDBPyConnection, name: str) -> list[str]:
+    """Select expressions that keep every type readable by pandas and pyarrow.
+
+    Naive timestamps become UTC ``timestamptz``; intervals, decimals and ``*_seconds`` columns become seconds as
+    ``double``; DuckDB's 128-bit integers (from ``sum``) become ``bigint``.
+    """
+    described = connection.execute(f"describe select * from {qualified(name)}").fetchall()
+    return [portable(str(row[0]), str(row[1]).upper()) for row in described]
+
+
+def portable(column: str, kind: str) -> str:
+    """One column's select expression, converted where its DuckDB type travels badly."""
+    quoted = quote(column)
+    if kind in TIMESTAMP_TYPES:
+        return f"timezone('UTC', {quoted}::timestamp) as {quoted}"
+    if kind == "INTERVAL":
+        return f"epoch({quoted})::double as {quoted}"
+    if kind.startswith("DECIMAL") or (column.endswith("_seconds") and kind in numeric_types()):
+        return f"{quoted}::double as {quoted}"
+    if kind in ("HUGEINT", "UHUGEINT"):
+        return f"{quoted}::bigint as {quoted}"
+    return quoted
+
+
+def numeric_types() -> set[str]:
+    """Integer and float types that a duration column is cast from."""
+    return {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+            "UBIGINT", "UHUGEINT", "FLOAT", "REAL"}
+
+
+def qualified(name: str) -> str:
+    return f"{quote(config.DATASET_NAME)}.{quote(name)}"
+
+
+def quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def sql_path(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def write_manifest(staging: Path, warehouse: Path, results: dict[str, Exported]) -> None:
+    """Mark the folder as a cohere-events export: names, paths, row counts, time."""
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "version": 1,
+        "exported_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "warehouse": str(warehouse),
+        "dataset": config.DATASET_NAME,
+        "partitioning": {
+            name: f"hive, {key} = UTC month of {column}" for name, (column, key) in PARTITIONED.items()
+            if name in results
+        },
+        "tables": {name: asdict(result) for name, result in results.items()},
+    }
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def swap_into_place(staging: Path, target: Path) -> None:
+    """Replace ``target`` with ``staging`` by renames in the same folder; put the old one back on failure."""
+    os.chmod(staging, 0o777 & ~current_umask())
+    if not target.exists():
+        staging.rename(target)
+        return
+    retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    retired.rmdir()
+    target.rename(retired)
+    try:
+        staging.rename(target)
+    except OSError:
+        retired.rename(target)
+        raise
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def current_umask() -> int:
+    """The process umask (mkdtemp makes 0700 folders; an export should look like any other folder)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def progress(message: str) -> None:
+    """A progress line on stderr, only for people watching a terminal."""
+    if sys.stderr.isatty():
+        print(message, file=sys.stderr, flush=True)
+
+
+def summary_line(target: Path, results: dict[str, Exported], seconds: float) -> str:
+    files = sum(result.files for result in results.values())
+    rows = sum(result.rows for result in results.values())
+    size = sum(result.bytes for result in results.values())
+    return (
+        f"exported {len(results)} tables and views to {target}: {files} files, {rows} rows, "
+        f"{human_bytes(size)} in {seconds:.1f} s"
+    )
+
+
+def human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
