@@ -33,17 +33,22 @@ ModelIds = Annotated[list[str] | None, typer.Option("--model-id", help="Only thi
 PageSize = Annotated[int, typer.Option("--page-size", help="Items per API page (1-1000).")]
 Concurrency = Annotated[int, typer.Option("--concurrency", help="Requests in flight at once.")]
 RequestsPerMinute = Annotated[
-    int, typer.Option("--requests-per-minute", help="Client-side rate limit; Cohere's default is 500; 0: none.")
+    int,
+    typer.Option("--requests-per-minute", help="Client-side rate limit; Cohere's default is 500; 0: none."),
 ]
 Lookback = Annotated[
     float, typer.Option("--lookback", help="Seconds behind each model's cursor to re-read for late events.")
 ]
 Progress = Annotated[
     bool | None,
-    typer.Option("--progress/--quiet", help="Progress on stderr while loading [default: when stderr is a terminal]."),
+    typer.Option(
+        "--progress/--quiet", help="Progress on stderr while loading [default: when stderr is a terminal]."
+    ),
 ]
+Timeout = Annotated[float, typer.Option("--timeout", help="Seconds to wait for one API response.")]
 LogFile = Annotated[
-    Path | None, typer.Option("--log-file", help="Also append the summary and any error to this file (for cron).")
+    Path | None,
+    typer.Option("--log-file", help="Also append the summary and any error to this file (for cron)."),
 ]
 
 
@@ -82,7 +87,9 @@ def guarded(action: Callable[[], str], log_file: Path | None = None) -> None:
     except typer.Exit:
         raise
     except KeyboardInterrupt:
-        finish("interrupted: nothing half-written was committed; the next run completes the load", 130, log_file)
+        finish(
+            "interrupted: nothing half-written was committed; the next run completes the load", 130, log_file
+        )
     except Exception as error:  # every failure ends on one clear line, never a stack trace
         cause = root_cause(error)
         code = exit_code_for(cause)
@@ -115,6 +122,7 @@ def run(
     concurrency: Concurrency = 16,
     requests_per_minute: RequestsPerMinute = 500,
     lookback: Lookback = 3600,
+    timeout: Timeout = 30,
     progress: Progress = None,
     log_file: LogFile = None,
 ) -> None:
@@ -125,8 +133,14 @@ def run(
         from pipelines.runner import run_load
 
         options = load_options(
-            destination=destination, model_ids=model_id or (), page_size=page_size, concurrency=concurrency,
-            requests_per_minute=requests_per_minute, lookback_seconds=lookback, progress=progress,
+            destination=destination,
+            model_ids=model_id or (),
+            page_size=page_size,
+            concurrency=concurrency,
+            requests_per_minute=requests_per_minute,
+            lookback_seconds=lookback,
+            timeout_seconds=timeout,
+            progress=progress,
         )
         return run_load(config.api_key(), config.base_url(), options).line()
 
@@ -148,8 +162,13 @@ def demo(
         from pipelines.runner import run_load
 
         options = load_options(
-            destination="duckdb", model_ids=(), page_size=page_size, concurrency=concurrency,
-            requests_per_minute=0, lookback_seconds=3600, progress=progress,
+            destination="duckdb",
+            model_ids=(),
+            page_size=page_size,
+            concurrency=concurrency,
+            requests_per_minute=0,
+            lookback_seconds=3600,
+            progress=progress,
         )
         with FakeApiServer(FakeCohereApi(World.timeline(models=models))) as server:
             summary = run_load(DEFAULT_API_KEY, server.url, options)
@@ -176,7 +195,9 @@ def views(destination: Destination = "duckdb") -> None:
 
 @app.command()
 def report(
-    output_format: Annotated[str, typer.Option("--format", help="table (for people) or json (for scripts).")] = "table",
+    output_format: Annotated[
+        str, typer.Option("--format", help="table (for people) or json (for scripts).")
+    ] = "table",
 ) -> None:
     """Print time in status, failure rates and stale models from the warehouse."""
     if output_format not in ("table", "json"):
@@ -194,7 +215,8 @@ def print_report(output_format: str) -> str:
 def export(
     directory: Annotated[Path, typer.Argument(help="Folder to write Parquet files into.")],
     tables: Annotated[
-        str | None, typer.Option("--tables", help="Comma-separated tables and views to export [default: all].")
+        str | None,
+        typer.Option("--tables", help="Comma-separated tables and views to export [default: all]."),
     ] = None,
 ) -> None:
     """Write every table and view as Parquet under DIRECTORY; a repeat export replaces the previous one."""
@@ -215,22 +237,34 @@ def fake_api(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the generated world.")] = 7,
     api_key: Annotated[str, typer.Option("--api-key", help="The key the server accepts.")] = "",
     latency_ms: Annotated[float, typer.Option("--latency-ms", help="Added to every request.")] = 0.0,
-    rate_limit: Annotated[int, typer.Option("--rate-limit", help="Server limit in requests per minute; 0: none.")] = 0,
-    error_rate: Annotated[float, typer.Option("--error-rate", help="Share of requests answered 429/500/503.")] = 0.0,
+    rate_limit: Annotated[
+        int, typer.Option("--rate-limit", help="Server limit in requests per minute; 0: none.")
+    ] = 0,
+    error_rate: Annotated[
+        float, typer.Option("--error-rate", help="Share of requests answered 429/500/503.")
+    ] = 0.0,
     events_per_model: Annotated[
-        int, typer.Option("--long-history", help="Offline/ready spells per model, for long histories; 0: natural.")
+        int,
+        typer.Option(
+            "--long-history", help="Offline/ready spells per model, for long histories; 0: natural."
+        ),
     ] = 0,
     advance_every: Annotated[
         float, typer.Option("--advance-every", help="Move the clock on every N seconds (new events arrive).")
     ] = 0.0,
-    retired: Annotated[bool, typer.Option("--retired", help="Answer 410 everywhere, as after the retirement.")] = False,
+    retired: Annotated[
+        bool, typer.Option("--retired", help="Answer 410 everywhere, as after the retirement.")
+    ] = False,
 ) -> None:
     """Serve the simulated Cohere fine-tuning API in the foreground, for notebooks and development."""
     from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, Faults, World, serve_forever
 
     key = api_key or DEFAULT_API_KEY
-    world = World(models=models, seed=seed, long_history=events_per_model) if events_per_model else World.timeline(
-        seed=seed, models=models)
+    world = (
+        World(models=models, seed=seed, long_history=events_per_model)
+        if events_per_model
+        else World.timeline(seed=seed, models=models)
+    )
     faults = Faults(error_rate=error_rate, rate_limit_rpm=rate_limit, retired=410 if retired else None)
     server = FakeApiServer(FakeCohereApi(world, api_key=key, latency_ms=latency_ms, faults=faults), port=port)
     print(f"simulated Cohere API on {server.url} with {len(world.models)} models; use:", flush=True)

@@ -12,7 +12,13 @@ from urllib.parse import quote
 import httpx
 import orjson
 from aiolimiter import AsyncLimiter
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, stop_after_delay
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+)
 
 from pipelines.fake_api import SIMULATED_HEADER
 
@@ -84,7 +90,9 @@ class SharedLimits:
 
     @classmethod
     def for_settings(cls, settings: ClientSettings) -> SharedLimits:
-        return cls(make_limiter(settings.requests_per_minute), asyncio.Semaphore(max(1, settings.concurrency)))
+        return cls(
+            make_limiter(settings.requests_per_minute), asyncio.Semaphore(max(1, settings.concurrency))
+        )
 
 
 class FinetuningClient:
@@ -134,7 +142,9 @@ class FinetuningClient:
         body = await self.get_json(f"{MODELS_PATH}/{quote(model_id, safe='')}", {}, f"model {model_id}")
         model = body.get("finetuned_model")
         if not isinstance(model, dict) or "id" not in model:
-            raise MalformedResponseError(f"malformed response for model {model_id}: no finetuned_model object")
+            raise MalformedResponseError(
+                f"malformed response for model {model_id}: no finetuned_model object"
+            )
         return scrub_model(model)
 
     async def event_pages(self, model_id: str) -> AsyncIterator[tuple[int, list[dict[str, Any]]]]:
@@ -157,19 +167,24 @@ class FinetuningClient:
             body = await self.get_json(path, params, where)
             items = body.get(items_key, [])  # proto3 JSON leaves an empty list out
             if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
-                raise MalformedResponseError(f"malformed response for {where}: '{items_key}' is not a list of objects")
+                raise MalformedResponseError(
+                    f"malformed response for {where}: '{items_key}' is not a list of objects"
+                )
             yield number, items
             token = body.get("next_page_token")
             if not token:
                 return
             if not isinstance(token, str):
-                raise MalformedResponseError(f"malformed response for {where}: next_page_token is not a string")
+                raise MalformedResponseError(
+                    f"malformed response for {where}: next_page_token is not a string"
+                )
 
     async def get_json(self, path: str, params: dict[str, Any], where: str) -> dict[str, Any]:
         """GET with retries on 408, 429, 5xx and connection errors; returns the decoded JSON object."""
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(RetryableError),
-            stop=stop_after_attempt(self.settings.max_attempts) | stop_after_delay(self.settings.max_retry_seconds),
+            stop=stop_after_attempt(self.settings.max_attempts)
+            | stop_after_delay(self.settings.max_retry_seconds),
             wait=self.backoff,
             before_sleep=self.count_retry,
             reraise=True,
@@ -179,8 +194,10 @@ class FinetuningClient:
                 with attempt:
                     return await self.get_once(path, params, where)
         except RetryableError as error:
-            raise CohereApiError(f"{error} (gave up after {self.settings.max_attempts} attempts or "
-                                 f"{self.settings.max_retry_seconds:.0f} s)") from None
+            raise CohereApiError(
+                f"{error} (gave up after {self.settings.max_attempts} attempts or "
+                f"{self.settings.max_retry_seconds:.0f} s)"
+            ) from None
         raise AssertionError("unreachable")
 
     async def get_once(self, path: str, params: dict[str, Any], where: str) -> dict[str, Any]:

@@ -53,8 +53,11 @@ def destination_identity(destination: str) -> str:
     """What tells one warehouse from another: the DuckDB file's absolute path, else the credentials."""
     if destination == "duckdb":
         configured = dlt.secrets.get("destination.duckdb.credentials")
-        return str(Path(str(configured or DUCKDB_FILE)).resolve()) if not configured or isinstance(
-            configured, str) else repr(configured)
+        return (
+            str(Path(str(configured or DUCKDB_FILE)).resolve())
+            if not configured or isinstance(configured, str)
+            else repr(configured)
+        )
     return f"{destination}:{dlt.secrets.get(f'destination.{destination}.credentials')!s}"
 
 

@@ -15,7 +15,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -240,8 +239,9 @@ class World:
                 created = self.now - spacing * (models - index) + timedelta(seconds=rng.uniform(0, 600))
             else:
                 created = first + timedelta(seconds=rng.uniform(0, (self.now - first).total_seconds() - 3600))
-            model = make_model(rng, index, created.replace(microsecond=created.microsecond // 1000 * 1000),
-                               long_history)
+            model = make_model(
+                rng, index, created.replace(microsecond=created.microsecond // 1000 * 1000), long_history
+            )
             self.models[model.id] = model
 
     @classmethod
@@ -350,8 +350,12 @@ class FakeCohereApi:
         api_key: str = DEFAULT_API_KEY,
         latency_ms: float = 0.0,
         faults: Faults | None = None,
+        announce_simulated: bool = True,
+        stall_seconds: float = 5.0,
     ) -> None:
         self.world = world
+        self.announce_simulated = announce_simulated  # off: look like the real API to the client
+        self.stall_seconds = stall_seconds
         self.api_key = api_key
         self.latency = latency_ms / 1000
         self.faults = faults or Faults()
@@ -366,7 +370,9 @@ class FakeCohereApi:
         with self.lock:
             self.faults.queued.setdefault(path_contains, []).extend(outcomes)
 
-    def handle(self, method: str, raw_path: str, headers: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
+    def handle(
+        self, method: str, raw_path: str, headers: dict[str, str]
+    ) -> tuple[int, bytes, dict[str, str]]:
         url = urlsplit(raw_path)
         path = url.path.rstrip("/")
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
@@ -393,11 +399,13 @@ class FakeCohereApi:
             raise ApiError(401, "invalid api token")
         queued = self.next_queued_fault(path)
         if queued == "timeout":
-            time.sleep(30)
+            time.sleep(self.stall_seconds)
         elif queued == "malformed":
             raise ApiError(0, "malformed")
         elif isinstance(queued, int):
-            raise ApiError(queued, f"injected failure {queued}", {"Retry-After": "0"} if queued == 429 else {})
+            raise ApiError(
+                queued, f"injected failure {queued}", {"Retry-After": "0"} if queued == 429 else {}
+            )
         if self.faults.retired:
             raise ApiError(self.faults.retired, "fine-tuning is no longer available: the API was retired")
         self.take_rate_limit_token()
@@ -429,7 +437,9 @@ class FakeCohereApi:
                 return
             wait = (1 - self._bucket_tokens) / rate
         headers = {"Retry-After": f"{max(1, round(wait))}"} if self.faults.retry_after else {}
-        raise ApiError(429, "You are past the per minute request limit, please wait and try again later.", headers)
+        raise ApiError(
+            429, "You are past the per minute request limit, please wait and try again later.", headers
+        )
 
     def count(self, kind: str) -> None:
         with self.lock:
@@ -503,7 +513,10 @@ class FakeCohereApi:
     def control(self, method: str, path: str, query: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
         """``/_simulator/stats`` and ``/_simulator/advance?seconds=N``: for benchmarks and development."""
         if path == "/_simulator/stats":
-            body = self.stats.to_json() | {"models": len(self.world.models), "events": self.world.event_count()}
+            body = self.stats.to_json() | {
+                "models": len(self.world.models),
+                "events": self.world.event_count(),
+            }
             return 200, orjson.dumps(body), {}
         if path == "/_simulator/advance":
             added = self.world.advance(float(query.get("seconds", "3600")))
@@ -559,7 +572,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
-        self.send_header(SIMULATED_HEADER, "1")
+        if self.api.announce_simulated:
+            self.send_header(SIMULATED_HEADER, "1")
         for name, value in extra.items():
             self.send_header(name, value)
         self.end_headers()
@@ -577,6 +591,7 @@ class FakeApiServer:
         self.api = api
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
+        self.httpd.block_on_close = False  # a stalled request must not hold up shutdown
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="fake-cohere-api", daemon=True)
 
     @property

@@ -34,6 +34,7 @@ class LoadOptions:
     concurrency: int = 16
     requests_per_minute: int = 500
     lookback_seconds: float = 3600
+    timeout_seconds: float = 30
     progress: bool = False
 
     def validate(self) -> None:
@@ -42,6 +43,7 @@ class LoadOptions:
             "--concurrency must be between 1 and 256": 1 <= self.concurrency <= 256,
             "--requests-per-minute must be 0 (no limit) or more": self.requests_per_minute >= 0,
             "--lookback must be 0 or more seconds": self.lookback_seconds >= 0,
+            "--timeout must be more than 0 seconds": self.timeout_seconds > 0,
         }
         for message, ok in checks.items():
             if not ok:
@@ -132,10 +134,17 @@ def run_load(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
             concurrency=options.concurrency,
             requests_per_minute=options.requests_per_minute,
             lookback_seconds=options.lookback_seconds,
+            timeout_seconds=options.timeout_seconds,
             report=report,
             expect_simulated=expect_simulated,
         )
-        pipeline.run(source)
+        try:
+            pipeline.run(source)
+        except Exception as error:
+            cause = root_cause(error)
+            if isinstance(cause, MixedOriginError):
+                raise MixedOriginError(f"{cause}: {warehouse_name(options.destination)}") from None
+            raise
         new_events = count_rows(pipeline, "events") - events_before
         views = create_views(pipeline)
     return LoadSummary(
@@ -148,6 +157,12 @@ def run_load(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
         skipped=report.skipped,
         views=views,
     )
+
+
+def warehouse_name(destination: str) -> str:
+    """The warehouse as a user would name it: the DuckDB file, else the destination."""
+    path = config.duckdb_path() if destination == "duckdb" else None
+    return str(path) if path else f"the {destination} dataset {config.DATASET_NAME}"
 
 
 def finish_pending(pipeline: dlt.Pipeline) -> bool:

@@ -63,7 +63,9 @@ MODEL_COLUMNS: TTableSchemaColumns = {
         "settings__hyperparameters__lora_rank",
     ),
     **_cols(
-        "double", "settings__hyperparameters__early_stopping_threshold", "settings__hyperparameters__learning_rate"
+        "double",
+        "settings__hyperparameters__early_stopping_threshold",
+        "settings__hyperparameters__learning_rate",
     ),
     **_cols("text", "settings__hyperparameters__lora_target_modules", "settings__wandb__project"),
     **_cols("text", "settings__wandb__entity"),
@@ -99,6 +101,7 @@ def cohere_finetuning(
     concurrency: int = 16,
     requests_per_minute: int = 500,
     lookback_seconds: float = 3600,
+    timeout_seconds: float = 30,
     report: RunReport | None = None,
     expect_simulated: bool | None = None,
 ) -> tuple[DltResource, DltResource]:
@@ -113,6 +116,7 @@ def cohere_finetuning(
         page_size=page_size,
         concurrency=concurrency,
         requests_per_minute=requests_per_minute,
+        timeout_seconds=timeout_seconds,
     )
     report = report or RunReport()
     limits: list[SharedLimits] = []  # made on first use, inside dlt's event loop
@@ -258,7 +262,11 @@ def events_table(model_id: str, events: list[dict[str, Any]], where: str) -> tup
         created_at = event.get("created_at")
         status = event.get("status", "STATUS_UNSPECIFIED")  # proto3 JSON omits the zero enum value
         user_id = event.get("user_id")
-        if not isinstance(created_at, str) or not isinstance(status, str) or not isinstance(user_id, str | None):
+        if (
+            not isinstance(created_at, str)
+            or not isinstance(status, str)
+            or not isinstance(user_id, str | None)
+        ):
             raise MalformedResponseError(f"malformed event in {where}: {event!r:.120}")
         statuses.append(status)
         users.append(user_id or None)
@@ -269,8 +277,12 @@ def events_table(model_id: str, events: list[dict[str, Any]], where: str) -> tup
         raise MalformedResponseError(f"malformed created_at in {where}: {error}") from None
     created = created.cast(pa.timestamp("us", tz="UTC"), safe=False)  # warehouses keep microseconds
     table = pa.Table.from_arrays(
-        [pa.array([model_id] * len(events), pa.string()), pa.array(users, pa.string()),
-         pa.array(statuses, pa.string()), created],
+        [
+            pa.array([model_id] * len(events), pa.string()),
+            pa.array(users, pa.string()),
+            pa.array(statuses, pa.string()),
+            created,
+        ],
         schema=EVENTS_SCHEMA,
     )
     micros = created.cast(pa.int64()).to_pylist()

@@ -1,6 +1,128 @@
-"""Placeholder: the views module is being written."""
+"""The analysis views: DuckDB-dialect SQL files in ``sql/``, (re)created on the pipeline's destination by dlt.
+
+Each ``sql/NN_<view>.sql`` holds one ``select`` and becomes the view ``<view>``, applied in file order.
+
+Views on views: dlt qualifies and translates a query with its schema, which knows the loaded tables but not
+our views. So before translation, every reference to an earlier view is replaced (with sqlglot, on the
+parsed query, never by text) by that view's own query, already expanded the same way, as a subquery aliased
+with the view's name. Each view then reads only ``events`` and ``finetuned_models``, dlt can qualify and
+translate it for any SQL destination, and no view depends on another in the database: recreating one never
+breaks or cascades to the others, and PostgreSQL's drop-and-create cannot take dependent views with it.
+
+Empty warehouses: a run that loaded no models leaves dlt without the ``events`` and ``finetuned_models``
+tables (dlt creates tables only for data). Those are then created empty through dlt's own job client,
+from the column hints the source declares, so the views always bind and simply return no rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
 import dlt
+import sqlglot
+from dlt.common.destination.client import WithStateSync
+from dlt.common.schema.typing import TColumnSchema, TTableSchemaColumns
+from dlt.common.schema.utils import new_table
+from dlt.destinations.job_client_impl import SqlJobClientBase
+from sqlglot import exp
+
+from pipelines.source import EVENT_COLUMNS, EVENTS_KEY, MODEL_COLUMNS, SOURCE_NAME
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+VIEW_FILE = re.compile(r"^\d+_([a-z][a-z0-9_]*)\.sql$")
+SOURCE_TABLES: dict[str, TTableSchemaColumns] = {
+    "events": {name: {**column, "primary_key": name in EVENTS_KEY} for name, column in EVENT_COLUMNS.items()},
+    "finetuned_models": MODEL_COLUMNS,
+}
+# CREATE OR REPLACE VIEW cannot change a view's columns on these: drop and create instead
+DROP_BEFORE_CREATE = {"postgres", "redshift"}
+
+log = logging.getLogger(__name__)
+
+
+def view_files(sql_dir: Path = SQL_DIR) -> list[tuple[str, str]]:
+    """(view name, DuckDB-dialect query) for every numbered SQL file, in file order."""
+    views = []
+    for path in sorted(sql_dir.glob("*.sql")):
+        match = VIEW_FILE.match(path.name)
+        if not match:
+            raise ValueError(f"{path}: view files are named NN_<view>.sql")
+        views.append((match.group(1), path.read_text(encoding="utf-8")))
+    return views
+
+
+def expand_views(views: list[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+    """Each view's query with the earlier views it reads replaced by their (expanded) queries."""
+    expanded: dict[str, exp.Query] = {}
+    for name, sql in views:
+        query = inline(sqlglot.parse_one(sql, read="duckdb"), expanded)
+        expanded[name] = query
+        yield name, query.sql(dialect="duckdb")
+
+
+def inline(query: exp.Expression, views: dict[str, exp.Query]) -> exp.Query:
+    """``query`` with unqualified references to ``views`` (not shadowed by its CTEs) made subqueries."""
+    ctes = {cte.alias_or_name for cte in query.find_all(exp.CTE)}
+
+    def replace(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Table) and not node.db and node.name in views and node.name not in ctes:
+            return exp.Subquery(
+                this=views[node.name].copy(), alias=exp.TableAlias(this=exp.to_identifier(node.alias_or_name))
+            )
+        return node
+
+    result = query.transform(replace)
+    if not isinstance(result, exp.Query):
+        raise ValueError(f"a view file must hold one select query, not: {query.sql()[:80]}")
+    return result
+
+
+def view_schema(pipeline: dlt.Pipeline) -> dlt.Schema:
+    """A copy of the pipeline's schema that surely has the source tables, with the columns the source declares."""
+    schema = pipeline.default_schema.clone() if pipeline.default_schema_name else dlt.Schema(SOURCE_NAME)
+    for table, columns in SOURCE_TABLES.items():
+        if table not in schema.tables:
+            declared: list[TColumnSchema] = [{**column, "name": name} for name, column in columns.items()]
+            schema.update_table(new_table(table, write_disposition="merge", columns=declared))
+    return schema
+
+
+def ensure_source_tables(client: SqlJobClientBase) -> list[str]:
+    """Create the source tables the warehouse lacks, empty, with dlt's DDL for this destination."""
+    if not client.is_storage_initialized():
+        client.initialize_storage()
+    missing = [table for table, columns in client.get_storage_tables(SOURCE_TABLES) if not columns]
+    if missing:
+        # stores the schema version too when the destination keeps one, as any dlt table creation does
+        client.update_stored_schema(only_tables=missing, force=isinstance(client, WithStateSync))
+    return missing
 
 
 def create_views(pipeline: dlt.Pipeline) -> list[str]:
-    return []
+    """Create or replace every view in one transaction; returns the view names in creation order."""
+    dataset = pipeline.dataset(schema=view_schema(pipeline))
+    queries = [
+        (name, dataset.query(sql, query_dialect="duckdb").to_sql())
+        for name, sql in expand_views(view_files())
+    ]
+    with dataset.destination_client as client:
+        if not isinstance(client, SqlJobClientBase):
+            log.warning("destination %s has no SQL views; skipped them", pipeline.destination.destination_name)
+            return []
+        created = ensure_source_tables(client)
+        if created:
+            log.info("created empty source tables %s", ", ".join(created))
+        sql_client = client.sql_client
+        drop_first = client.config.destination_type in DROP_BEFORE_CREATE
+        with sql_client.begin_transaction():
+            for name, sql in queries:
+                view = sql_client.make_qualified_table_name(name)
+                if drop_first:
+                    sql_client.execute_sql(f"drop view if exists {view} cascade")
+                    sql_client.execute_sql(f"create view {view} as {sql}")
+                else:
+                    sql_client.execute_sql(f"create or replace view {view} as {sql}")
+    return [name for name, _ in queries]

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.fake_api import FakeApiServer, FakeCohereApi, World
 from tests.postgres import postgres_server
+from tests.support import NOW, Fake
 
 
 @pytest.fixture
@@ -25,3 +27,15 @@ def postgres_url() -> Iterator[str]:
     """A real PostgreSQL server for the session: COHERE_EVENTS_TEST_POSTGRES, else one started from initdb."""
     with postgres_server() as url:
         yield url
+
+
+@pytest.fixture
+def fake(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fake]:
+    """The simulated API with 25 models on 127.0.0.1, and CO_API_URL / CO_API_KEY pointing at it."""
+    world = World(models=25, seed=3, now=NOW)
+    api = FakeCohereApi(world)
+    with FakeApiServer(api) as server:
+        fake = Fake(world, api, server)
+        for name, value in fake.env().items():
+            monkeypatch.setenv(name, value)
+        yield fake

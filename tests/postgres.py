@@ -48,13 +48,22 @@ def postgres_server() -> Iterator[str]:
     run = lambda *args: subprocess.run([*as_postgres, *args], check=True, capture_output=True)  # noqa: E731
     run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
     run(
-        str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "log"),
-        "-o", f"-p {port} -h 127.0.0.1 -k {root} -c fsync=off -c full_page_writes=off", "start",
+        str(bindir / "pg_ctl"),
+        "-D",
+        str(data),
+        "-w",
+        "-l",
+        str(root / "log"),
+        "-o",
+        f"-p {port} -h 127.0.0.1 -k {root} -c fsync=off -c full_page_writes=off",
+        "start",
     )
     try:
         run(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "cohere")
         yield f"postgresql://postgres:unused@127.0.0.1:{port}/cohere"
     finally:
-        subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+        )
         shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,94 @@
+"""Helpers for the pipeline tests: the simulated API on 127.0.0.1 and what the warehouse holds."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from typer.testing import CliRunner
+
+from pipelines.cli import app
+from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, Model, World
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+EventRow = tuple[str, datetime, str, str | None]
+
+
+@dataclass
+class Fake:
+    """A running simulated API and its world."""
+
+    world: World
+    api: FakeCohereApi
+    server: FakeApiServer
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {"CO_API_URL": self.url, "CO_API_KEY": DEFAULT_API_KEY, **extra}
+
+
+def expected_events(world: World) -> set[EventRow]:
+    """Every event the simulated API shows now, as the warehouse should hold it."""
+    rows = set()
+    for model in world.models.values():
+        for event in world.visible_events(model):
+            rows.add((model.id, event.created_at, event.status, event.user_id))
+    return rows
+
+
+def warehouse_events(path: Path | str = "cohere_events.duckdb") -> list[EventRow]:
+    """Every row of the events table, as a list so that duplicates would show."""
+    with duckdb.connect(str(path), read_only=True) as con:
+        rows = con.sql(
+            "select finetuned_model_id, created_at, status, user_id from cohere_finetuning.events"
+        ).fetchall()
+    return [(m, c.astimezone(UTC), s, u) for m, c, s, u in rows]
+
+
+def query(sql: str, path: Path | str = "cohere_events.duckdb") -> list[tuple[Any, ...]]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.sql(sql).fetchall()
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> Any:
+    """Invoke ``cohere-events`` in this process; returns click's Result (exit_code, stdout, stderr)."""
+    return CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+
+
+def cli_process(*args: str, env: dict[str, str], cwd: Path, **popen: Any) -> subprocess.Popen[str]:
+    """Start ``cohere-events`` as a separate process, as cron would."""
+    full_env = {**os.environ, **env}
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        cwd=cwd,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+
+
+def empty_model(world: World, model_id: str, name: str = "hand-made") -> Model:
+    """A model with no events yet, for hand-written histories."""
+    model = Model(
+        body={
+            "id": model_id,
+            "name": name,
+            "creator_id": "user-1",
+            "organization_id": "org-1",
+            "settings": {"base_model": {"base_type": "BASE_TYPE_CHAT", "name": "command-r"}, "dataset_id": "d-1"},
+            "created_at": "2026-03-01T00:00:00Z",
+        }
+    )
+    world.models[model_id] = model
+    return model

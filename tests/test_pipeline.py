@@ -1,0 +1,167 @@
+"""The core pipeline end to end: real HTTP on 127.0.0.1 against the simulated API, real DuckDB files."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World
+from tests.support import NOW, Fake, cli, empty_model, expected_events, query, warehouse_events
+
+
+def assert_warehouse_matches(fake: Fake) -> None:
+    rows = warehouse_events()
+    assert len(rows) == len(set(rows)), "duplicate events in the warehouse"
+    assert set(rows) == expected_events(fake.world)
+
+
+def test_full_load_equals_the_api_event_for_event(fake: Fake) -> None:
+    result = cli("run")
+    assert result.exit_code == 0, result.stderr
+    assert_warehouse_matches(fake)
+    models = query("select count(*) from cohere_finetuning.finetuned_models")[0][0]
+    assert models == len(fake.world.models)
+    last_line = result.stdout.strip().splitlines()[-1]
+    assert f"loaded {models} models, {len(expected_events(fake.world))} new events" in last_line
+    assert "requests" in last_line and "retries" in last_line
+
+
+def test_second_run_loads_new_and_late_events_without_duplicates(fake: Fake) -> None:
+    assert cli("run").exit_code == 0
+    model = next(iter(fake.world.models.values()))
+    newest = fake.world.events_of(model.id)[-1].created_at
+    fake.world.add_event(model.id, "STATUS_TEMPORARILY_OFFLINE", newest + timedelta(minutes=5), digits=9)
+    fake.world.add_event(model.id, "STATUS_READY", newest + timedelta(minutes=9), digits=0)
+    # A late event: older than the cursor, inside the default one-hour lookback.
+    fake.world.add_event(model.id, "STATUS_PAUSED", newest - timedelta(minutes=20), user_id="u-late", digits=3)
+    fake.world.advance(3 * 86400)  # in-flight models move on
+    result = cli("run")
+    assert result.exit_code == 0, result.stderr
+    assert_warehouse_matches(fake)
+    assert cli("run").exit_code == 0
+    assert_warehouse_matches(fake)
+
+
+def test_a_no_change_run_costs_one_request_per_model_plus_the_list(fake: Fake) -> None:
+    assert cli("run").exit_code == 0
+    before = fake.api.stats.requests
+    result = cli("run", "--page-size", "10")
+    assert result.exit_code == 0
+    models = len(fake.world.models)
+    list_pages = -(-models // 10)
+    assert fake.api.stats.requests - before == models + list_pages
+    assert f"loaded {models} models, 0 new events" in result.stdout
+    assert f"({models + list_pages} requests, 0 retries)" in result.stdout
+
+
+def test_cursors_are_per_model_so_an_older_model_still_gets_new_events(workdir: Path, monkeypatch) -> None:
+    """dlt#2838: one shared incremental drops B's new event because A's maximum is higher."""
+    world = World(models=0, now=NOW)
+    may, march = NOW.replace(month=5), NOW.replace(month=3)
+    empty_model(world, "model-a")
+    empty_model(world, "model-b")
+    world.add_event("model-a", "STATUS_QUEUED", may)
+    world.add_event("model-a", "STATUS_FINETUNING", may + timedelta(hours=1))
+    world.add_event("model-b", "STATUS_QUEUED", march)
+    world.add_event("model-b", "STATUS_FINETUNING", march + timedelta(hours=1))
+    with FakeApiServer(FakeCohereApi(world)) as server:
+        env = {"CO_API_URL": server.url, "CO_API_KEY": DEFAULT_API_KEY}
+        assert cli("run", env=env).exit_code == 0
+        assert len(warehouse_events()) == 4
+        world.add_event("model-b", "STATUS_FAILED", march + timedelta(days=2))
+        assert cli("run", env=env).exit_code == 0
+    assert set(warehouse_events()) == expected_events(world)
+
+
+def test_pages_reach_dlt_as_typed_arrow(fake: Fake) -> None:
+    assert cli("run").exit_code == 0
+    types = dict(
+        query(
+            "select column_name, data_type from information_schema.columns "
+            "where table_schema = 'cohere_finetuning' and table_name = 'events'"
+        )
+    )
+    assert types["created_at"] == "TIMESTAMP WITH TIME ZONE"
+    assert types["finetuned_model_id"] == types["status"] == types["user_id"] == "VARCHAR"
+
+
+def test_messy_data_loads_as_it_comes(workdir: Path) -> None:
+    world = World(models=0, now=NOW)
+    empty_model(world, "model/with spaces&odd")  # ids are URL-encoded in paths
+    start = NOW - timedelta(days=2)
+    world.add_event("model/with spaces&odd", "STATUS_QUEUED", start, user_id="u-1", digits=0)
+    world.add_event("model/with spaces&odd", "STATUS_FINETUNING", start + timedelta(seconds=1.5), digits=3)
+    world.add_event("model/with spaces&odd", "STATUS_EVALUATING", start + timedelta(seconds=2.25), digits=6)
+    world.add_event("model/with spaces&odd", "STATUS_UNSPECIFIED", start + timedelta(seconds=3.123456), digits=9)
+    with FakeApiServer(FakeCohereApi(world)) as server:
+        result = cli("run", env={"CO_API_URL": server.url, "CO_API_KEY": DEFAULT_API_KEY})
+    assert result.exit_code == 0, result.stderr
+    rows = sorted(warehouse_events(), key=lambda row: row[1])
+    assert [row[2] for row in rows] == [
+        "STATUS_QUEUED",
+        "STATUS_FINETUNING",
+        "STATUS_EVALUATING",
+        "STATUS_UNSPECIFIED",
+    ]
+    assert [row[3] for row in rows] == ["u-1", None, None, None]
+    assert [(row[1] - start).total_seconds() for row in rows] == [0, 1.5, 2.25, 3.123456]
+
+
+def test_models_that_vanish_from_the_list_keep_their_history(fake: Fake) -> None:
+    assert cli("run").exit_code == 0
+    gone = next(iter(fake.world.models))
+    fake.world.hidden.add(gone)
+    assert cli("run").exit_code == 0
+    assert query(f"select count(*) from cohere_finetuning.events where finetuned_model_id = '{gone}'")[0][0] > 0
+    assert query(f"select count(*) from cohere_finetuning.finetuned_models where id = '{gone}'")[0][0] == 1
+
+
+def test_model_id_limits_the_run_and_a_missing_model_is_reported(fake: Fake) -> None:
+    wanted = list(fake.world.models)[:2]
+    result = cli("run", "--model-id", wanted[0], "--model-id", wanted[1], "--model-id", "no-such-model")
+    assert result.exit_code == 0, result.stderr
+    assert {row[0] for row in warehouse_events()} == set(wanted)
+    assert "loaded 2 models" in result.stdout
+    assert "model no-such-model not found" in result.stdout
+
+
+def test_the_wandb_key_never_reaches_the_warehouse_or_dlt_state(fake: Fake, workdir: Path) -> None:
+    secrets = [
+        m.body["settings"]["wandb"]["api_key"] for m in fake.world.models.values() if "wandb" in m.body["settings"]
+    ]
+    assert secrets, "the simulated world should hold W&B keys"
+    assert cli("run").exit_code == 0
+    projects = query("select count(settings__wandb__project) from cohere_finetuning.finetuned_models")[0][0]
+    assert projects == len(secrets)
+    columns = [row[0] for row in query("select column_name from information_schema.columns")]
+    assert not [c for c in columns if "api_key" in c]
+    for path in workdir.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert DEFAULT_API_KEY.encode() not in data, path
+            assert not [s for s in secrets if s.encode() in data], path
+
+
+def test_events_are_paged_newest_first_and_stop_at_the_cursor(fake: Fake) -> None:
+    assert cli("run", "--page-size", "2").exit_code == 0
+    first = Counter(fake.api.stats.by_kind)
+    assert cli("run", "--page-size", "2", "--lookback", "0").exit_code == 0
+    second = Counter(fake.api.stats.by_kind) - first
+    # With two events a page and no lookback, the newest page reaches each model's cursor; only a model whose
+    # two newest events share the cursor's instant reads one more page, for events tied with the cursor.
+    histories = [fake.world.events_of(m) for m in fake.world.models]
+    tied = sum(1 for events in histories if len(events) > 2 and events[-1].created_at == events[-2].created_at)
+    assert second["list_events"] == len(fake.world.models) + tied
+    assert first["list_events"] > 2 * len(fake.world.models)
+
+
+@pytest.mark.parametrize("form", ["omit", "empty", "null"])
+def test_every_end_of_pages_form_ends_paging(workdir: Path, form: str) -> None:
+    world = World(models=7, seed=5, now=NOW, end_of_pages=form)
+    with FakeApiServer(FakeCohereApi(world)) as server:
+        result = cli("run", "--page-size", "3", env={"CO_API_URL": server.url, "CO_API_KEY": DEFAULT_API_KEY})
+    assert result.exit_code == 0, result.stderr
+    assert set(warehouse_events()) == expected_events(world)
