@@ -87,7 +87,7 @@ def view_schema(pipeline: dlt.Pipeline) -> dlt.Schema:
         if table not in schema.tables:
             declared: list[TColumnSchema] = [{**column, "name": name} for name, column in columns.items()]
             schema.update_table(new_table(table, write_disposition="merge", columns=declared))
-    return schema
+    return dlt.Schema.from_dict(schema.to_dict())  # a settled version, as dlt's job clients require
 
 
 def ensure_source_tables(client: SqlJobClientBase) -> list[str]:
@@ -96,8 +96,9 @@ def ensure_source_tables(client: SqlJobClientBase) -> list[str]:
         client.initialize_storage()
     missing = [table for table, columns in client.get_storage_tables(SOURCE_TABLES) if not columns]
     if missing:
-        # stores the schema version too when the destination keeps one, as any dlt table creation does
-        client.update_stored_schema(only_tables=missing, force=isinstance(client, WithStateSync))
+        # dlt's own tables too (if not there yet): the schema version is stored, as on any dlt table creation
+        tables = [*missing, *client.schema.dlt_table_names()]
+        client.update_stored_schema(only_tables=tables, force=isinstance(client, WithStateSync))
     return missing
 
 

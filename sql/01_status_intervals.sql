@@ -107,7 +107,11 @@ select
     entered_at,
     exited_at,
     exited_at is null as is_open,
-    epoch(coalesce(exited_at, current_timestamp) - entered_at) as duration_seconds,
+    -- subtracted as utc wall times: duckdb subtracts zoned timestamps in the session time zone
+    epoch(
+        (coalesce(exited_at, current_timestamp) at time zone 'UTC')
+        - (entered_at at time zone 'UTC')
+    ) as duration_seconds,
     n_events,
     prev_status,
     next_status,

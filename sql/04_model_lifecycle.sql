@@ -43,6 +43,28 @@ milestones as (
     group by finetuned_model_id
 ),
 
+milestones_utc as (
+    -- utc wall times: duckdb subtracts zoned timestamps in the session time zone
+    select
+        finetuned_model_id,
+        first_event_at at time zone 'UTC' as first_event_utc,
+        first_queued_at at time zone 'UTC' as first_queued_utc,
+        first_finetuning_at at time zone 'UTC' as first_finetuning_utc,
+        first_deploying_at at time zone 'UTC' as first_deploying_utc,
+        first_ready_at at time zone 'UTC' as first_ready_utc
+    from milestones
+),
+
+step_timings as (
+    select
+        finetuned_model_id,
+        epoch(first_finetuning_utc - first_queued_utc) as queue_seconds,
+        epoch(first_deploying_utc - first_finetuning_utc) as training_seconds,
+        epoch(first_ready_utc - first_deploying_utc) as deploy_seconds,
+        epoch(first_ready_utc - first_event_utc) as time_to_ready_seconds
+    from milestones_utc
+),
+
 current_intervals as (
     select
         finetuned_model_id,
@@ -82,12 +104,13 @@ select
     coalesce(outcomes.first_outcome, 'in_flight') as first_outcome,
     coalesce(outcomes.ever_failed, false) as ever_failed,
     coalesce(outcomes.recovered, false) as recovered,
-    epoch(milestones.first_finetuning_at - milestones.first_queued_at) as queue_seconds,
-    epoch(milestones.first_deploying_at - milestones.first_finetuning_at) as training_seconds,
-    epoch(milestones.first_ready_at - milestones.first_deploying_at) as deploy_seconds,
-    epoch(milestones.first_ready_at - milestones.first_event_at) as time_to_ready_seconds
+    step_timings.queue_seconds,
+    step_timings.training_seconds,
+    step_timings.deploy_seconds,
+    step_timings.time_to_ready_seconds
 from model_ids
 left join models on model_ids.finetuned_model_id = models.finetuned_model_id
 left join milestones on model_ids.finetuned_model_id = milestones.finetuned_model_id
 left join current_intervals on model_ids.finetuned_model_id = current_intervals.finetuned_model_id
 left join outcomes on model_ids.finetuned_model_id = outcomes.finetuned_model_id
+left join step_timings on model_ids.finetuned_model_id = step_timings.finetuned_model_id
