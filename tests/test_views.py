@@ -420,3 +420,44 @@ def test_results_are_utc_whatever_the_time_zone(workdir: Path) -> None:
     lifecycles = {row[0]: row for row in json.loads(in_utc)[1]}
     assert lifecycles["dst_span"][2] == 2 * 86400.0 and lifecycles["monday_early"][2] == 6600.25
     assert date.fromisoformat(weeks[0][0]).weekday() == 0
+
+
+POSTGRES_EVENTS = [
+    *lifecycle_events("retried", "QUEUED", "FINETUNING", "FAILED", "QUEUED", "FINETUNING", "READY"),
+    *lifecycle_events("cancelled", "QUEUED", "DELETED"),
+    ("same_time", "u1", "STATUS_QUEUED", "2026-01-11T23:30:00.123456Z"),
+    ("same_time", None, "STATUS_READY", "2026-01-11T23:30:00.123456Z"),
+    ("same_time", None, "mystery", "2026-01-12T01:00:00Z"),
+]
+COMPARED = {
+    "status_intervals": ("finetuned_model_id, interval_seq, status, entered_at, exited_at, is_open, n_events, "
+                         "prev_status, next_status, entered_by", "finetuned_model_id, interval_seq"),
+    "model_lifecycle": ("finetuned_model_id, name, base_type, current_status, current_since, first_outcome, "
+                        "ever_failed, recovered, queue_seconds, training_seconds, time_to_ready_seconds",
+                        "finetuned_model_id"),
+    "failure_rates_weekly": ("cohort_week, models, ready, failed, cancelled, in_flight, resolved, failure_rate, "
+                             "wilson_low, wilson_high", "cohort_week"),
+    "time_in_status": ("finetuned_model_id, status, visits, closed_seconds, currently_in", "1, 2"),
+}
+
+
+def comparable(value: Any) -> Any:
+    return round(float(value), 6) if isinstance(value, float | int) and not isinstance(value, bool) else value
+
+
+@pytest.mark.postgres
+def test_postgres_views_match_duckdb(workdir: Path, postgres_url: str) -> None:
+    duck = warehouse(workdir / "duck", POSTGRES_EVENTS)
+    dataset = f"views_{workdir.name[-12:].replace('-', '_')}".lower()
+    postgres = make_pipeline(workdir / "pg", dlt.destinations.postgres(postgres_url), dataset)
+    assert create_views(postgres) == VIEWS  # empty: creates the tables first
+    assert_empty_views(postgres)
+    load(postgres, POSTGRES_EVENTS)
+    assert create_views(postgres) == VIEWS  # again: drop and create
+    for view, (columns, order) in COMPARED.items():
+        expected = [{k: comparable(v) for k, v in row.items()} for row in rows(duck, view, columns, order=order)]
+        found = [{k: comparable(v) for k, v in row.items()} for row in rows(postgres, view, columns, order=order)]
+        assert found == expected, view
+    assert {row["finetuned_model_id"]: row["first_outcome"] for row in rows(postgres, "model_lifecycle")} == {
+        "retried": "failed", "cancelled": "cancelled", "same_time": "ready"
+    }
