@@ -55,7 +55,8 @@ LogFile = Annotated[
 def finish(message: str, code: int = EXIT_OK, log_file: Path | None = None) -> None:
     """Print the last line (stdout on success, stderr on failure), log it if asked, and exit with ``code``."""
     stream = sys.stdout if code == EXIT_OK else sys.stderr
-    print(message, file=stream, flush=True)
+    if message:  # `report --format json` returns "": its stdout is JSON alone
+        print(message, file=stream, flush=True)
     if log_file:
         from datetime import UTC, datetime
 
