@@ -54,7 +54,7 @@ class Exported:
 def export_warehouse(directory: Path, names: Sequence[str] | None = None) -> str:
     """Export ``names`` (default: every table and view) to ``directory``; returns the summary line."""
     selected = select_names(names)
-    target = check_target(Path(directory).expanduser().absolute())
+    target = check_target(Path(os.path.abspath(Path(directory).expanduser())))
     warehouse = warehouse_file()
     started = time.monotonic()
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -80,6 +80,8 @@ def select_names(names: Sequence[str] | None) -> list[str]:
 
 def check_target(target: Path) -> Path:
     """Refuse a target that is a file, a symlink, or a non-empty folder that is not a previous export."""
+    if target.parent == target:
+        raise config.ConfigError(f"refusing to export into {target}: give a folder of its own")
     if target.is_symlink():
         raise config.ConfigError(f"{target} is a symbolic link; give the real folder to export into")
     if not target.exists():
@@ -127,9 +129,8 @@ def write_all(warehouse: Path, names: list[str], staging: Path) -> dict[str, Exp
         check_present(connection, names)
         results: dict[str, Exported] = {}
         for index, name in enumerate(names, 1):
-            progress(f"[{index}/{len(names)}] {name} ...")
             results[name] = write_one(connection, name, staging)
-            progress(f"[{index}/{len(names)}] {name}: {results[name].rows} rows")
+            progress(f"[{index}/{len(names)}] {name}: {results[name].rows} rows, {results[name].files} files")
         return results
     finally:
         connection.close()
