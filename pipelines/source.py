@@ -119,6 +119,9 @@ def cohere_finetuning(
         timeout_seconds=timeout_seconds,
     )
     report = report or RunReport()
+    # Arrow's first parse of a zoned timestamp imports pandas (about a second); do it here, not inside the event
+    # loop where it would stall every request in flight.
+    events_table("warm-up", [{"created_at": "2025-01-01T00:00:00Z"}], "warm-up")
     limits: list[SharedLimits] = []  # made on first use, inside dlt's event loop
 
     def client() -> FinetuningClient:
@@ -202,6 +205,8 @@ async def new_events(
             async with asyncio.TaskGroup() as group:
                 for model_id in model_ids:
                     group.create_task(fetch(model_id))
+        except ExceptionGroup as failures:
+            raise failures.exceptions[0] from None  # the first failure, with its one-line message
         finally:
             await queue.put(None)
 

@@ -54,6 +54,14 @@ def warehouse_events(path: Path | str = "cohere_events.duckdb") -> list[EventRow
     return [(m, c.astimezone(UTC), s, u) for m, c, s, u in rows]
 
 
+def loaded_tables(path: Path | str = "cohere_events.duckdb") -> list[str]:
+    """The tables of the dataset; empty when nothing was ever loaded."""
+    if not Path(path).exists():
+        return []
+    sql = "select table_name from information_schema.tables where table_schema = 'cohere_finetuning'"
+    return sorted(row[0] for row in query(sql, path))
+
+
 def query(sql: str, path: Path | str = "cohere_events.duckdb") -> list[tuple[Any, ...]]:
     with duckdb.connect(str(path), read_only=True) as con:
         return con.sql(sql).fetchall()
