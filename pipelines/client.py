@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -147,7 +147,7 @@ class FinetuningClient:
             )
         return scrub_model(model)
 
-    async def event_pages(self, model_id: str) -> AsyncIterator[tuple[int, list[dict[str, Any]]]]:
+    async def event_pages(self, model_id: str) -> AsyncGenerator[tuple[int, list[dict[str, Any]]]]:
         """A model's status events newest first, as (page number, events); stop iterating to stop paging."""
         path = f"{MODELS_PATH}/{quote(model_id, safe='')}/events"
         async for number, events in self.pages(path, "events", f"model {model_id}", order="created_at desc"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 import dlt
 from dlt.common.pipeline import get_dlt_pipelines_dir
@@ -52,7 +53,7 @@ def base_url() -> str:
 def destination_identity(destination: str) -> str:
     """What tells one warehouse from another: the DuckDB file's absolute path, else the credentials."""
     if destination == "duckdb":
-        configured = dlt.secrets.get("destination.duckdb.credentials")
+        configured: Any = dlt.secrets.get("destination.duckdb.credentials")
         return (
             str(Path(str(configured or DUCKDB_FILE)).resolve())
             if not configured or isinstance(configured, str)
@@ -63,7 +64,7 @@ def destination_identity(destination: str) -> str:
 
 def duckdb_path() -> Path | None:
     """The DuckDB file this run writes, when the destination is the default DuckDB one."""
-    configured = dlt.secrets.get("destination.duckdb.credentials")
+    configured: Any = dlt.secrets.get("destination.duckdb.credentials")
     if configured and not isinstance(configured, str):
         return None
     return Path(str(configured or DUCKDB_FILE)).resolve()

@@ -13,6 +13,7 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -88,10 +89,14 @@ class LifecycleWriter:
         self.events: list[Event] = []
 
     def emit(self, status: str, after_seconds: float = 0.0) -> None:
+        user = self.user_id if status in USER_STATUSES or self.rng.random() < 0.05 else None
+        if not after_seconds and self.events:  # a tie: the very same instant as the previous event
+            last = self.events[-1]
+            self.events.append(Event(status, last.created_at, user, last.digits, last.nanos))
+            return
         self.clock += timedelta(seconds=after_seconds)
         digits = self.rng.choice((0, 3, 6, 6, 9))
         moment = truncate(self.clock, digits)
-        user = self.user_id if status in USER_STATUSES or self.rng.random() < 0.05 else None
         nanos = self.rng.randrange(1000) if digits == 9 else 0
         self.events.append(Event(status, moment, user, digits, nanos))
 
@@ -362,7 +367,7 @@ class FakeCohereApi:
         self.stats = Stats()
         self.lock = threading.Lock()
         self.rng = random.Random(11)
-        self._bucket_tokens = 0.0
+        self._bucket_tokens: float | None = None  # full on first use
         self._bucket_time = time.monotonic()
 
     def inject(self, path_contains: str, *outcomes: int | str) -> None:
@@ -428,9 +433,8 @@ class FakeCohereApi:
         capacity = max(2.0, rate)  # about a second's worth of burst, as a per-minute limiter allows
         with self.lock:
             now = time.monotonic()
-            if self.stats.requests == 1 or self._bucket_time == 0:
-                self._bucket_tokens = capacity
-            self._bucket_tokens = min(capacity, self._bucket_tokens + (now - self._bucket_time) * rate)
+            tokens = capacity if self._bucket_tokens is None else self._bucket_tokens
+            self._bucket_tokens = min(capacity, tokens + (now - self._bucket_time) * rate)
             self._bucket_time = now
             if self._bucket_tokens >= 1:
                 self._bucket_tokens -= 1
@@ -463,8 +467,8 @@ class FakeCohereApi:
             return {"finetuned_model": body}
         if parts[1:] == ["events"]:
             self.count("list_events")
-            events = [e.to_json() for e in self.world.events_of(model_id)]
-            return self.page(events, query, "events", salt=model_id)
+            events = self.world.events_of(model_id)
+            return self.page(events, query, "events", salt=model_id, encode=Event.to_json)
         if parts[1:] == ["training-step-metrics"]:
             self.count("list_metrics")
             metrics = step_metrics(self.world.events_of(model_id))
@@ -473,11 +477,12 @@ class FakeCohereApi:
 
     def page(
         self,
-        items: list[dict[str, Any]],
+        items: list[Any],
         query: dict[str, str],
         name: str,
         ordered: bool = True,
         salt: str = "",
+        encode: Callable[[Any], dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         size = parse_page_size(query.get("page_size", ""))
         if ordered:
@@ -492,6 +497,8 @@ class FakeCohereApi:
         except (ValueError, KeyError, TypeError):
             raise ApiError(400, "invalid page_token") from None
         chunk = items[offset : offset + size]
+        if encode is not None:  # only the page served, not the whole history on every request
+            chunk = [encode(item) for item in chunk]
         body: dict[str, Any] = {name: chunk}
         if offset + size < len(items):
             body["next_page_token"] = encode_token(offset + size, salt[:8])

@@ -11,6 +11,7 @@ from typing import Any
 
 import dlt
 import pyarrow as pa
+from dlt.common.data_types import TDataType
 from dlt.common.schema.typing import TTableSchemaColumns
 from dlt.sources import DltResource
 
@@ -36,8 +37,8 @@ EVENTS_SCHEMA = pa.schema(
 BATCH_ROWS = 20_000  # events handed to dlt at once: big enough to be cheap, small enough to stay flat
 
 
-def _cols(data_type: str, *names: str) -> TTableSchemaColumns:
-    return {name: {"data_type": data_type, "nullable": True} for name in names}  # type: ignore[misc]
+def _cols(data_type: TDataType, *names: str) -> TTableSchemaColumns:
+    return {name: {"data_type": data_type, "nullable": True} for name in names}
 
 
 # Declared so every column the views use exists even before the API has sent a value for it.
@@ -137,7 +138,7 @@ def cohere_finetuning(
                 dlt.current.source_state()["simulated"] = report.requests.simulated
                 yield page
 
-    @dlt.transformer(
+    @dlt.transformer(  # type: ignore[call-overload]  # dlt's stubs omit the dict form of write_disposition
         name="events",
         data_from=finetuned_models,
         write_disposition={"disposition": "merge", "strategy": "insert-only"},
