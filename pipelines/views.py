@@ -87,7 +87,7 @@ def view_schema(pipeline: dlt.Pipeline) -> dlt.Schema:
         if table not in schema.tables:
             declared: list[TColumnSchema] = [{**column, "name": name} for name, column in columns.items()]
             schema.update_table(new_table(table, write_disposition="merge", columns=declared))
-    return dlt.Schema.from_dict(schema.to_dict())  # a settled version, as dlt's job clients require
+    return dlt.Schema.from_stored_schema(schema.to_dict())  # a settled version, as dlt's job clients require
 
 
 def ensure_source_tables(client: SqlJobClientBase) -> list[str]:
