@@ -13,6 +13,10 @@ import typer
 from pipelines import config
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_LOCKED = 0, 1, 2, 3, 4
+EXIT_CODES = (
+    "Exit status: 0 success; 1 the load failed; 2 bad usage or configuration; 3 the API refused the key; "
+    "4 another run holds the warehouse lock. The last line says what happened."
+)
 
 app = typer.Typer(
     help="Load the status history of Cohere fine-tuned models into a local warehouse and analyse it.",
@@ -42,7 +46,7 @@ Lookback = Annotated[
 Progress = Annotated[
     bool | None,
     typer.Option(
-        "--progress/--quiet", help="Progress on stderr while loading [default: when stderr is a terminal]."
+        "--progress/--quiet", help="Progress on stderr while loading (default: only when stderr is a terminal)."
     ),
 ]
 Timeout = Annotated[float, typer.Option("--timeout", help="Seconds to wait for one API response.")]
@@ -115,7 +119,7 @@ def load_options(**values: Any) -> Any:
     return LoadOptions(progress=sys.stderr.isatty() if progress is None else progress, **values)
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES)
 def run(
     destination: Destination = "duckdb",
     model_id: ModelIds = None,
@@ -148,7 +152,7 @@ def run(
     guarded(action, log_file)
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES)
 def demo(
     models: Annotated[int, typer.Option("--models", help="Simulated models in the list.")] = 60,
     page_size: PageSize = 100,

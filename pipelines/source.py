@@ -192,12 +192,16 @@ async def new_events(
     """New events of many models fetched at once, in batches of about BATCH_ROWS rows."""
     queue: asyncio.Queue[pa.Table | None] = asyncio.Queue(maxsize=64)
 
+    collector = dlt.current.pipeline().collector
+
     async def fetch(model_id: str) -> None:
         try:
             newest = await fetch_model(api, model_id, cursors.get(model_id), lookback, queue)
         except ModelNotFoundError:
             report.skipped.append(f"events of model {model_id} not found (404)")
             return
+        finally:
+            collector.update("models paged")
         if newest is not None:
             cursors[model_id] = newest
 
