@@ -468,7 +468,7 @@ class FakeCohereApi:
         if parts[1:] == ["events"]:
             self.count("list_events")
             events = self.world.events_of(model_id)
-            return self.page(events, query, "events", salt=model_id, encode=Event.to_json)
+            return self.page(events, query, "events", salt=model_id, encode=lambda event: event.to_json())
         if parts[1:] == ["training-step-metrics"]:
             self.count("list_metrics")
             metrics = step_metrics(self.world.events_of(model_id))
