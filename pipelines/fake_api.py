@@ -47,7 +47,9 @@ class Event:
     nanos: int = 0  # sub-microsecond digits shown when digits == 9
 
     def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"status": self.status, "created_at": format_timestamp(self)}
+        body: dict[str, Any] = {"created_at": format_timestamp(self)}
+        if self.status != "STATUS_UNSPECIFIED":  # proto3 JSON leaves out an enum's zero value
+            body["status"] = self.status
         if self.user_id:
             body["user_id"] = self.user_id
         return body

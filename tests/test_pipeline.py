@@ -95,6 +95,7 @@ def test_messy_data_loads_as_it_comes(workdir: Path) -> None:
     world.add_event("model/with spaces&odd", "STATUS_QUEUED", start, user_id="u-1", digits=0)
     world.add_event("model/with spaces&odd", "STATUS_FINETUNING", start + timedelta(seconds=1.5), digits=3)
     world.add_event("model/with spaces&odd", "STATUS_EVALUATING", start + timedelta(seconds=2.25), digits=6)
+    # STATUS_UNSPECIFIED is the enum's zero value: proto3 JSON omits the field and the client restores it.
     world.add_event("model/with spaces&odd", "STATUS_UNSPECIFIED", start + timedelta(seconds=3.123456), digits=9)
     with FakeApiServer(FakeCohereApi(world)) as server:
         result = cli("run", env={"CO_API_URL": server.url, "CO_API_KEY": DEFAULT_API_KEY})
