@@ -248,7 +248,7 @@ def fake_api(
     error_rate: Annotated[
         float, typer.Option("--error-rate", help="Share of requests answered 429/500/503.")
     ] = 0.0,
-    events_per_model: Annotated[
+    long_history: Annotated[
         int,
         typer.Option(
             "--long-history", help="Offline/ready spells per model, for long histories; 0: natural."
@@ -266,8 +266,8 @@ def fake_api(
 
     key = api_key or DEFAULT_API_KEY
     world = (
-        World(models=models, seed=seed, long_history=events_per_model)
-        if events_per_model
+        World(models=models, seed=seed, long_history=long_history)
+        if long_history
         else World.timeline(seed=seed, models=models)
     )
     faults = Faults(error_rate=error_rate, rate_limit_rpm=rate_limit, retired=410 if retired else None)

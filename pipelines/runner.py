@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import dlt
+from dlt.common.destination.exceptions import DestinationUndefinedEntity
 from dlt.common.runtime.collector import LogCollector, NullCollector
 
 from pipelines import config
@@ -175,12 +176,12 @@ def finish_pending(pipeline: dlt.Pipeline) -> bool:
 
 def count_rows(pipeline: dlt.Pipeline, table: str) -> int:
     """Rows in a warehouse table; 0 when it does not exist yet."""
-    if table not in pipeline.default_schema.data_table_names() if pipeline.default_schema_name else True:
+    if not pipeline.default_schema_name or table not in pipeline.default_schema.data_table_names():
         return 0
     try:
         with pipeline.sql_client() as client:
             rows = client.execute_sql(f"select count(*) from {client.make_qualified_table_name(table)}")
-    except Exception:  # the dataset is not there yet
+    except DestinationUndefinedEntity:  # the dataset is not there yet
         return 0
     return int(rows[0][0]) if rows else 0
 
