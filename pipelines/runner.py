@@ -49,6 +49,11 @@ class LoadOptions:
         for message, ok in checks.items():
             if not ok:
                 raise config.ConfigError(message)
+        if self.destination == "filesystem":
+            raise config.ConfigError(
+                "the filesystem destination cannot merge plain files, so every run would duplicate the events it "
+                "re-reads; load a SQL destination and use `cohere-events export DIR` for a Parquet lake"
+            )
 
 
 @dataclass

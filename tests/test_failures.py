@@ -50,6 +50,8 @@ def test_bad_options_exit_2(fake: Fake) -> None:
     assert "--page-size" in cli("run", "--page-size", "0").stderr
     assert cli("run", "--no-such-option").exit_code == 2
     assert cli("run", "--concurrency", "many").exit_code == 2
+    lake = cli("run", "--destination", "filesystem")
+    assert lake.exit_code == 2 and "cohere-events export DIR" in lake.stderr
 
 
 def test_the_retired_api_is_named_as_such(workdir: Path) -> None:
