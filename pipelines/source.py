@@ -193,10 +193,14 @@ async def new_events(
     queue: asyncio.Queue[pa.Table | None] = asyncio.Queue(maxsize=64)
 
     collector = dlt.current.pipeline().collector
+    # Models paged at once: enough to keep every request slot busy, few enough that memory (each model's seen
+    # set and pages) stays flat however many models and events there are.
+    models_at_once = asyncio.Semaphore(2 * max(1, api.settings.concurrency))
 
     async def fetch(model_id: str) -> None:
         try:
-            newest = await fetch_model(api, model_id, cursors.get(model_id), lookback, queue)
+            async with models_at_once:
+                newest = await fetch_model(api, model_id, cursors.get(model_id), lookback, queue)
         except ModelNotFoundError:
             report.skipped.append(f"events of model {model_id} not found (404)")
             return
@@ -281,11 +285,7 @@ def events_table(model_id: str, events: list[dict[str, Any]], where: str) -> tup
         statuses.append(status)
         users.append(user_id or None)
         stamps.append(created_at)
-    try:
-        created = pa.array(stamps, pa.string()).cast(pa.timestamp("ns", tz="UTC"))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
-        raise MalformedResponseError(f"malformed created_at in {where}: {error}") from None
-    created = created.cast(pa.timestamp("us", tz="UTC"), safe=False)  # warehouses keep microseconds
+    created = parse_timestamps(stamps, where)
     table = pa.Table.from_arrays(
         [
             pa.array([model_id] * len(events), pa.string()),
@@ -297,6 +297,26 @@ def events_table(model_id: str, events: list[dict[str, Any]], where: str) -> tup
     )
     micros = created.cast(pa.int64()).to_pylist()
     return table, micros
+
+
+def parse_timestamps(stamps: list[str], where: str) -> pa.Array:
+    """RFC 3339 strings (any offset, 0 to 9 fractional digits) as UTC microseconds; nanoseconds are truncated."""
+    zoned = pa.timestamp("ns", tz="UTC")
+    try:
+        parsed = pa.array(stamps, pa.string()).cast(zoned)
+    except pa.ArrowInvalid:
+        parsed = pa.array([lenient(stamp, where) for stamp in stamps], zoned)
+    return parsed.cast(pa.timestamp("us", tz="UTC"), safe=False)  # warehouses keep microseconds
+
+
+def lenient(stamp: str, where: str) -> datetime:
+    """The slow path: a lower-case ``z`` or ``t`` (RFC 3339 allows both), or no offset at all (the API's UTC)."""
+    text = stamp.strip().upper()
+    try:
+        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    except ValueError:
+        raise MalformedResponseError(f"malformed created_at in {where}: {stamp!r:.60}") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -1,0 +1,50 @@
+"""How one page of events becomes a typed Arrow table: the timestamps and fields the API really sends."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pyarrow as pa
+import pytest
+
+from pipelines.client import MalformedResponseError
+from pipelines.source import EVENTS_SCHEMA, events_table
+
+MIDNIGHT = datetime(2025, 3, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("stamp", "micros"),
+    [
+        ("2025-03-01T00:00:00Z", 0),
+        ("2025-03-01T00:00:00.5Z", 500_000),
+        ("2025-03-01T00:00:00.123Z", 123_000),
+        ("2025-03-01T00:00:00.123456Z", 123_456),
+        ("2025-03-01T00:00:00.123456789Z", 123_456),  # nanoseconds are truncated: warehouses keep microseconds
+        ("2025-03-01T02:00:00.25+02:00", 250_000),  # any offset, converted to UTC
+        ("2025-03-01t00:00:00.75z", 750_000),  # RFC 3339 allows lower case
+        ("2025-03-01T00:00:00", 0),  # no offset: the API's timestamps are UTC
+    ],
+)
+def test_timestamps_parse_to_utc_microseconds(stamp: str, micros: int) -> None:
+    table, stamps = events_table("m-1", [{"status": "STATUS_READY", "created_at": stamp}], "model m-1, page 1")
+    assert table.schema == EVENTS_SCHEMA
+    assert table.column("created_at").type == pa.timestamp("us", tz="UTC")
+    assert table.column("created_at")[0].as_py() == MIDNIGHT.replace(microsecond=micros)
+    assert stamps == [int(MIDNIGHT.timestamp()) * 1_000_000 + micros]
+
+
+def test_omitted_fields_load_as_the_api_means_them() -> None:
+    table, _ = events_table("m-1", [{"created_at": "2025-03-01T00:00:00Z", "user_id": ""}], "model m-1, page 1")
+    assert table.to_pylist() == [
+        {"finetuned_model_id": "m-1", "user_id": None, "status": "STATUS_UNSPECIFIED", "created_at": MIDNIGHT}
+    ]
+
+
+@pytest.mark.parametrize(
+    "event",
+    [{"status": "STATUS_READY"}, {"status": 3, "created_at": "2025-03-01T00:00:00Z"}, {"created_at": 1740787200}],
+)
+def test_events_without_a_usable_time_or_status_are_malformed(event: dict[str, object]) -> None:
+    with pytest.raises(MalformedResponseError, match=r"malformed event in model m-1, page 2"):
+        events_table("m-1", [event], "model m-1, page 2")
