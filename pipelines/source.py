@@ -124,6 +124,7 @@ def cohere_finetuning(
     # loop where it would stall every request in flight.
     events_table("warm-up", [{"created_at": "2025-01-01T00:00:00Z"}], "warm-up")
     limits: list[SharedLimits] = []  # made on first use, inside dlt's event loop
+    models_at_once: list[asyncio.Semaphore] = []  # shared by every page of models, like limits
 
     def client() -> FinetuningClient:
         if not limits:
@@ -149,7 +150,10 @@ def cohere_finetuning(
         cursors: dict[str, str] = dlt.current.resource_state("events").setdefault("cursors", {})
         ids = [str(model["id"]) for model in models]
         async with client() as api:
-            async for table in new_events(api, ids, cursors, timedelta(seconds=lookback_seconds), report):
+            if not models_at_once:
+                models_at_once.append(asyncio.Semaphore(2 * max(1, concurrency)))
+            lookback = timedelta(seconds=lookback_seconds)
+            async for table in new_events(api, ids, cursors, lookback, report, models_at_once[0]):
                 yield table
 
     return finetuned_models, events
@@ -188,14 +192,15 @@ async def new_events(
     cursors: dict[str, str],
     lookback: timedelta,
     report: RunReport,
+    models_at_once: asyncio.Semaphore | None = None,
 ) -> AsyncIterator[pa.Table]:
     """New events of many models fetched at once, in batches of about BATCH_ROWS rows."""
     queue: asyncio.Queue[pa.Table | None] = asyncio.Queue(maxsize=64)
 
     collector = dlt.current.pipeline().collector
-    # Models paged at once: enough to keep every request slot busy, few enough that memory (each model's seen
-    # set and pages) stays flat however many models and events there are.
-    models_at_once = asyncio.Semaphore(2 * max(1, api.settings.concurrency))
+    # Models paged at once (shared by every page of models dlt runs concurrently): enough to keep every request
+    # slot busy, few enough that memory (each model's seen set and pages) stays flat however many models there are.
+    models_at_once = models_at_once or asyncio.Semaphore(2 * max(1, api.settings.concurrency))
 
     async def fetch(model_id: str) -> None:
         try:
