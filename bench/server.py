@@ -1,0 +1,46 @@
+"""The simulated Cohere API for the benchmark, in its own process (so it never shares a GIL with a competitor).
+
+    python bench/server.py --models 200 --long-history 672 [--latency-ms 30] [--rate-limit 240]
+
+Builds the world, starts serving on 127.0.0.1 (a free port), then prints one JSON line
+``{"url": ..., "models": ..., "events": ...}`` and serves until killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pipelines.fake_api import FakeApiServer, FakeCohereApi, Faults, World
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", type=int, required=True)
+    parser.add_argument("--long-history", type=int, default=0, help="offline/ready spells per model (0: natural)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--rate-limit", type=int, default=0, help="server limit in requests per minute")
+    args = parser.parse_args()
+    world = World(models=args.models, seed=args.seed, long_history=args.long_history)
+    api = FakeCohereApi(world, latency_ms=args.latency_ms, faults=Faults(rate_limit_rpm=args.rate_limit))
+    server = FakeApiServer(api).start()
+    line = {"url": server.url, "models": len(world.models), "events": world.event_count()}
+    print(orjson.dumps(line).decode(), flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

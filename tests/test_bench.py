@@ -1,0 +1,52 @@
+"""The benchmark's quick mode end to end, so bench/ can't rot. No timing assertions: only that it ran, produced a
+results table with every scenario, and that every competitor loaded what the server holds."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.timeout(600)
+def test_bench_quick_mode_runs_every_scenario_and_loads_everything(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--no-warmup", "--out", str(out)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=580,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    table = (out / "results.md").read_text()
+    for scenario in (
+        "| big | ours",
+        "| big | bare",
+        "| big | rest_api",
+        "| big | sdk",
+        "| slow | ours",
+        "| slow | rest_api",
+        "| slow | sdk",
+        "| rate | ours",
+        "| nochange | ours",
+    ):
+        assert scenario in table, f"{scenario!r} missing from:\n{table}"
+    assert "Machine:" in table and "Page size 100" in table
+
+    results = orjson.loads((out / "results.json").read_bytes())["results"]
+    assert results
+    for run in results:
+        # Correctness: every competitor loaded (or fetched) exactly the events the server holds.
+        assert run["events"] == run["server_events"] > 0, run
+        assert run["requests"] > 0, run
+    by = {(run["scenario"], run["competitor"]): run for run in results}
+    assert by[("rate", "ours")]["errors_429"] == 0
+    models = 40  # QUICK.nochange_models
+    assert by[("nochange", "ours")]["requests"] <= models + 1  # one request per model plus the model list page
