@@ -121,9 +121,9 @@ def rest_api(url: str, page_size: int, workdir: Path) -> dict[str, Any]:
     )
     pipeline.run(source)
     with pipeline.sql_client() as client:
-        events = client.execute_sql("select count(*) from events")[0][0]
-        models = client.execute_sql("select count(*) from finetuned_models")[0][0]
-    return {"models": int(models), "events": int(events)}
+        events = client.execute_sql("select count(*) from events") or [[0]]
+        models = client.execute_sql("select count(*) from finetuned_models") or [[0]]
+    return {"models": int(models[0][0]), "events": int(events[0][0])}
 
 
 def sdk(url: str, page_size: int, workdir: Path) -> dict[str, Any]:
