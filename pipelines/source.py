@@ -260,11 +260,9 @@ async def fetch_model(
     async with aclosing(api.event_pages(model_id)) as pages:
         async for number, events in pages:
             table, micros = events_table(model_id, events, f"model {model_id}, page {number}")
-            keep = [
-                (us, status) not in seen and (floor_us is None or us >= floor_us)
-                for us, status in zip(micros, table.column("status").to_pylist(), strict=True)
-            ]
-            seen.update(zip(micros, table.column("status").to_pylist(), strict=True))
+            keys = list(zip(micros, table.column("status").to_pylist(), strict=True))
+            keep = [key not in seen and (floor_us is None or key[0] >= floor_us) for key in keys]
+            seen.update(keys)
             if micros:
                 newest = max(newest or micros[0], max(micros))
             if any(keep):

@@ -16,6 +16,8 @@ from the column hints the source declares, so the views always bind and simply r
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
 from collections.abc import Iterator
@@ -102,13 +104,36 @@ def ensure_source_tables(client: SqlJobClientBase) -> list[str]:
     return missing
 
 
+def translated_views(pipeline: dlt.Pipeline, schema: dlt.Schema) -> list[tuple[str, str]]:
+    """Every view's query in the destination's dialect, qualified for its dataset.
+
+    DuckDB needs no translation: the files are DuckDB SQL, and DuckDB resolves a view's unqualified table names in
+    the view's own schema. Elsewhere translating takes sqlglot most of a second, so the result is kept in the
+    pipeline's working folder and reused until the SQL files, the destination, the dataset or the schema change.
+    """
+    files = view_files()
+    if pipeline.destination.destination_type == "dlt.destinations.duckdb":
+        return list(expand_views(files))
+    identity = repr((files, pipeline.destination.destination_type, pipeline.dataset_name, schema.version_hash))
+    key = hashlib.sha256(identity.encode()).hexdigest()
+    cache = Path(pipeline.working_dir) / "translated_views.json"
+    try:
+        cached = json.loads(cache.read_text(encoding="utf-8"))
+        if cached["key"] == key:
+            return [(name, sql) for name, sql in cached["queries"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no cache yet, or an unreadable one: translate afresh
+    dataset = pipeline.dataset(schema=schema)
+    queries = [(name, dataset.query(sql, query_dialect="duckdb").to_sql()) for name, sql in expand_views(files)]
+    cache.write_text(json.dumps({"key": key, "queries": queries}), encoding="utf-8")
+    return queries
+
+
 def create_views(pipeline: dlt.Pipeline) -> list[str]:
     """Create or replace every view in one transaction; returns the view names in creation order."""
-    dataset = pipeline.dataset(schema=view_schema(pipeline))
-    queries = [
-        (name, dataset.query(sql, query_dialect="duckdb").to_sql())
-        for name, sql in expand_views(view_files())
-    ]
+    schema = view_schema(pipeline)
+    dataset = pipeline.dataset(schema=schema)
+    queries = translated_views(pipeline, schema)
     with dataset.destination_client as client:
         if not isinstance(client, SqlJobClientBase):
             log.warning("destination %s has no SQL views; skipped them", pipeline.destination.destination_name)
