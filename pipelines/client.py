@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -114,24 +115,9 @@ class FinetuningClient:
         self.in_flight = shared.in_flight
         concurrency = max(1, settings.concurrency)
         tls = httpx.create_ssl_context()  # the CA bundle loaded once for every pool
-        self.pools = [
-            httpx.AsyncClient(
-                base_url=settings.base_url.rstrip("/"),
-                headers={
-                    "Authorization": f"Bearer {settings.api_key}",
-                    "X-Client-Name": CLIENT_NAME,
-                    "Accept": "application/json",
-                },
-                timeout=httpx.Timeout(settings.timeout_seconds, connect=min(10.0, settings.timeout_seconds)),
-                limits=httpx.Limits(
-                    max_connections=min(concurrency, CONNECTIONS_PER_POOL), max_keepalive_connections=None
-                ),
-                verify=tls,
-            )
-            for _ in range(-(-concurrency // CONNECTIONS_PER_POOL))
-        ]
+        connections = min(concurrency, CONNECTIONS_PER_POOL)
+        self.pools = [make_pool(settings, connections, tls) for _ in range(-(-concurrency // connections))]
         self.busy = [0] * len(self.pools)  # requests in flight per pool
-        self.http = self.pools[0]
 
     async def __aenter__(self) -> FinetuningClient:
         return self
@@ -263,6 +249,21 @@ class FinetuningClient:
 
     def count_retry(self, state: RetryCallState) -> None:
         self.stats.retries += 1
+
+
+def make_pool(settings: ClientSettings, connections: int, tls: ssl.SSLContext) -> httpx.AsyncClient:
+    """One small httpx connection pool with the API's headers and timeouts."""
+    return httpx.AsyncClient(
+        base_url=settings.base_url.rstrip("/"),
+        headers={
+            "Authorization": f"Bearer {settings.api_key}",
+            "X-Client-Name": CLIENT_NAME,
+            "Accept": "application/json",
+        },
+        timeout=httpx.Timeout(settings.timeout_seconds, connect=min(10.0, settings.timeout_seconds)),
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=None),
+        verify=tls,
+    )
 
 
 def make_limiter(requests_per_minute: int) -> AsyncLimiter | None:
