@@ -1,6 +1,9 @@
--- one row per base model: how first attempts ended, the failure rate and its wilson 95% bounds
+-- how first attempts ended, the failure rate and its wilson 95% bounds, computed once for every grouping the
+-- failure_rates views show: over all models, per cohort week (the utc monday of the week of a model's first
+-- event) and per base model. each of those views selects its own grouping from here.
 with lifecycles as (
     select
+        cast(date_trunc('week', first_seen_at at time zone 'UTC') as date) as cohort_week,
         base_type,
         base_model_name,
         first_outcome
@@ -9,6 +12,12 @@ with lifecycles as (
 
 outcome_counts as (
     select
+        case
+            when grouping(cohort_week) = 0 then 'cohort_week'
+            when grouping(base_type) = 0 then 'base_model'
+            else 'all_models'
+        end as grouped_by,
+        cohort_week,
         base_type,
         base_model_name,
         count(*) as models,
@@ -17,11 +26,13 @@ outcome_counts as (
         count(*) filter (where first_outcome = 'cancelled') as cancelled,
         count(*) filter (where first_outcome = 'in_flight') as in_flight
     from lifecycles
-    group by base_type, base_model_name
+    group by grouping sets ((), (cohort_week), (base_type, base_model_name))
 ),
 
 rates as (
     select
+        grouped_by,
+        cohort_week,
         base_type,
         base_model_name,
         models,
@@ -33,10 +44,14 @@ rates as (
         cast(failed as double) / nullif(ready + failed, 0) as failure_rate,
         1.96 * 1.96 / nullif(ready + failed, 0) as z_squared_over_n
     from outcome_counts
+    -- the grouping over all models has a row even when there are no models: leave it out
+    where models > 0
 ),
 
 wilson_terms as (
     select
+        grouped_by,
+        cohort_week,
         base_type,
         base_model_name,
         models,
@@ -55,6 +70,8 @@ wilson_terms as (
 )
 
 select
+    grouped_by,
+    cohort_week,
     base_type,
     base_model_name,
     models,

@@ -1,0 +1,15 @@
+-- one row per base model: how first attempts ended, the failure rate and its wilson 95% bounds
+select
+    base_type,
+    base_model_name,
+    models,
+    ready,
+    failed,
+    cancelled,
+    in_flight,
+    resolved,
+    failure_rate,
+    wilson_low,
+    wilson_high
+from failure_rate_groups
+where grouped_by = 'base_model'
