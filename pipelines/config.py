@@ -70,6 +70,16 @@ def duckdb_path() -> Path | None:
     return Path(str(configured or DUCKDB_FILE)).resolve()
 
 
+def existing_warehouse(command: str) -> Path:
+    """The local DuckDB file that ``command`` reads; ConfigError when there is none."""
+    path = duckdb_path()
+    if path is None:
+        raise ConfigError(f"{command} reads the local DuckDB warehouse, but its credentials are not a file path")
+    if not path.is_file():
+        raise ConfigError(f"no warehouse at {path}: run `cohere-events run` (or `demo`) here first")
+    return path
+
+
 def pipelines_dir(destination: str) -> Path:
     """dlt's working folder for this warehouse, under DLT_DATA_DIR.
 

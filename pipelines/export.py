@@ -55,7 +55,7 @@ def export_warehouse(directory: Path, names: Sequence[str] | None = None) -> str
     """Export ``names`` (default: every table and view) to ``directory``; returns the summary line."""
     selected = select_names(names)
     target = check_target(Path(os.path.abspath(Path(directory).expanduser())))
-    warehouse = warehouse_file()
+    warehouse = config.existing_warehouse("export")
     started = time.monotonic()
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.export-", dir=target.parent))
@@ -103,16 +103,6 @@ def is_previous_export(folder: Path) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(manifest, dict) and manifest.get("format") == MANIFEST_FORMAT
-
-
-def warehouse_file() -> Path:
-    """The DuckDB file to read; it must exist."""
-    path = config.duckdb_path()
-    if path is None:
-        raise config.ConfigError("export reads the local DuckDB warehouse; its credentials are not a file path")
-    if not path.is_file():
-        raise config.ConfigError(f"no warehouse at {path}: run `cohere-events run` (or `demo`) here first")
-    return path
 
 
 def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:

@@ -39,16 +39,6 @@ QUERIES = {
 }
 
 
-def warehouse_path() -> Path:
-    """The DuckDB file to read; ConfigError when there is none."""
-    path = config.duckdb_path()
-    if path is None:
-        raise config.ConfigError("report reads the local DuckDB warehouse, but DuckDB credentials are not a file")
-    if not path.exists():
-        raise config.ConfigError(f"no warehouse at {path}: run `cohere-events run` (or `demo`) here first")
-    return path
-
-
 def read_report(path: Path) -> dict[str, Any]:
     """Every figure of the report as plain JSON-ready values, from the views, read-only."""
     found: dict[str, Any] = {"warehouse": str(path)}
@@ -159,7 +149,7 @@ def print_report(output_format: str) -> str:
 
     For JSON the line goes to stderr and "" is returned, so that stdout holds nothing but the JSON.
     """
-    report = read_report(warehouse_path())
+    report = read_report(config.existing_warehouse("report"))
     if output_format == "json":
         print(json.dumps(report, indent=2), flush=True)
         print(summary(report), file=sys.stderr, flush=True)
