@@ -27,6 +27,7 @@ DEFAULT_API_KEY = "simulated-cohere-key"
 MODELS_PATH = "/v1/finetuning/finetuned-models"
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 50
+DROP = -1  # an injected outcome: close the connection without answering
 BASE_MODELS = [
     ("BASE_TYPE_CHAT", "command-r-08-2024"),
     ("BASE_TYPE_CHAT", "command-r7b-12-2024"),
@@ -336,15 +337,22 @@ class ApiError(Exception):
 
 @dataclass
 class Stats:
+    """What clients did: for tests and the benchmark."""
+
     requests: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
     errors_sent: dict[int, int] = field(default_factory=dict)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    client_names: set[str] = field(default_factory=set)
+    lists_without_order_by: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
             "requests": self.requests,
             "by_kind": dict(self.by_kind),
             "errors_sent": {str(k): v for k, v in self.errors_sent.items()},
+            "max_in_flight": self.max_in_flight,
         }
 
 
@@ -373,7 +381,7 @@ class FakeCohereApi:
         self._bucket_time = time.monotonic()
 
     def inject(self, path_contains: str, *outcomes: int | str) -> None:
-        """Queue outcomes (HTTP codes, ``"malformed"`` or ``"timeout"``) for the next requests whose path matches."""
+        """Queue outcomes (HTTP codes, ``"malformed"``, ``"timeout"`` or ``"drop"``) for the next matching requests."""
         with self.lock:
             self.faults.queued.setdefault(path_contains, []).extend(outcomes)
 
@@ -385,21 +393,38 @@ class FakeCohereApi:
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         if path.startswith("/_simulator/"):
             return self.control(method, path, query)
-        with self.lock:
-            self.stats.requests += 1
-        if self.latency:
-            time.sleep(self.latency)
+        self.enter(path, query, headers)
         try:
+            if self.latency:
+                time.sleep(self.latency)
             self.check_limits(path, headers)
             body = self.route(method, path, query)
             return 200, orjson.dumps(body), {}
         except ApiError as error:
             with self.lock:
                 self.stats.errors_sent[error.status] = self.stats.errors_sent.get(error.status, 0) + 1
+            if error.status == DROP:
+                return DROP, b"", {}
             if error.status == 0:  # "malformed": a 200 whose body is not JSON
                 return 200, b'{"events": [{"status": "STATUS_READY", "created_at": ', {}
             payload = orjson.dumps({"id": str(uuid.uuid4()), "message": error.message})
             return error.status, payload, error.headers
+        finally:
+            self.leave()
+
+    def enter(self, path: str, query: dict[str, str], headers: dict[str, str]) -> None:
+        with self.lock:
+            stats = self.stats
+            stats.requests += 1
+            stats.in_flight += 1
+            stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+            stats.client_names.add(headers.get("x-client-name", ""))
+            if "order_by" not in query and (path == MODELS_PATH or path.endswith("/events")):
+                stats.lists_without_order_by += 1
+
+    def leave(self) -> None:
+        with self.lock:
+            self.stats.in_flight -= 1
 
     def check_limits(self, path: str, headers: dict[str, str]) -> None:
         if headers.get("authorization", "") != f"Bearer {self.api_key}":
@@ -409,6 +434,8 @@ class FakeCohereApi:
             time.sleep(self.stall_seconds)
         elif queued == "malformed":
             raise ApiError(0, "malformed")
+        elif queued == "drop":
+            raise ApiError(DROP, "connection dropped")
         elif isinstance(queued, int):
             raise ApiError(
                 queued, f"injected failure {queued}", {"Retry-After": "0"} if queued == 429 else {}
@@ -578,6 +605,9 @@ class _Handler(BaseHTTPRequestHandler):
     def respond(self, method: str) -> None:
         headers = {k.lower(): v for k, v in self.headers.items()}
         status, body, extra = self.api.handle(method, self.path, headers)
+        if status == DROP:  # hang up without an answer, as a failing proxy does
+            self.close_connection = True
+            return
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
