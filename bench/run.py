@@ -403,6 +403,7 @@ def main() -> None:
     # every competitor compile dlt, pandas, ... from source in every run. Give them a cache of their own.
     PYCACHE.update(PYTHONPYCACHEPREFIX=str((args.out / "pycache").resolve()))
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"  # the rest_api peer is dlt too: no competitor phones home
     scenarios = {"big": big_histories, "slow": slow_server, "rate": rate_limited, "nochange": no_change}
     results: list[Run] = []
     try:

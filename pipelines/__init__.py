@@ -1,0 +1,7 @@
+"""cohere-events: Cohere fine-tuning status events into an analytics warehouse with dlt."""
+
+import os
+
+# dlt sends anonymous usage telemetry over the internet unless told not to. A data tool run from cron on
+# credentials should not phone home, and tests must never reach the internet; set it to true to opt in.
+os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")

@@ -39,3 +39,13 @@ def test_run_is_quiet_on_success_and_logs_every_outcome(fake: Fake, workdir: Pat
     assert " exit=0 loaded 25 models" in lines[0]
     assert " exit=3 error: the API refused the key" in lines[1]
     assert "not-the-key" not in log.read_text()
+
+
+def test_dlt_telemetry_is_off_unless_the_user_opts_in() -> None:
+    import dlt
+    from dlt.common.configuration.specs import RuntimeConfiguration
+
+    import pipelines  # noqa: F401  (sets the default before dlt resolves its runtime configuration)
+
+    assert dlt.config.get("runtime.dlthub_telemetry", bool) is False
+    assert RuntimeConfiguration().dlthub_telemetry is True  # dlt's own default, which the package overrides
