@@ -145,7 +145,10 @@ def run_load(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
             expect_simulated=expect_simulated,
         )
         try:
-            pipeline.run(source)
+            # extract, normalize and load: what pipeline.run does after syncing, which warehouse_simulated just did
+            pipeline.extract(source)
+            pipeline.normalize()
+            pipeline.load()
         except Exception as error:
             cause = root_cause(error)
             if isinstance(cause, MixedOriginError):
