@@ -87,15 +87,20 @@ class RequestStats:
 
 @dataclass
 class SharedLimits:
-    """The rate limiter and the bound on requests in flight, shared by every client of one run."""
+    """The limits of one run, shared by every client: the rate limiter, the requests in flight, and the models
+    paged at once (enough to keep every request slot busy, few enough that memory stays flat)."""
 
     limiter: AsyncLimiter | None
     in_flight: asyncio.Semaphore
+    models_at_once: asyncio.Semaphore
 
     @classmethod
     def for_settings(cls, settings: ClientSettings) -> SharedLimits:
+        concurrency = max(1, settings.concurrency)
         return cls(
-            make_limiter(settings.requests_per_minute), asyncio.Semaphore(max(1, settings.concurrency))
+            make_limiter(settings.requests_per_minute),
+            asyncio.Semaphore(concurrency),
+            asyncio.Semaphore(2 * concurrency),
         )
 
 
@@ -110,9 +115,7 @@ class FinetuningClient:
     ) -> None:
         self.settings = settings
         self.stats = stats or RequestStats()
-        shared = shared or SharedLimits.for_settings(settings)
-        self.limiter = shared.limiter
-        self.in_flight = shared.in_flight
+        self.limits = shared or SharedLimits.for_settings(settings)
         concurrency = max(1, settings.concurrency)
         tls = httpx.create_ssl_context()  # the CA bundle loaded once for every pool
         connections = min(concurrency, CONNECTIONS_PER_POOL)
@@ -201,9 +204,9 @@ class FinetuningClient:
         raise AssertionError("unreachable")
 
     async def get_once(self, path: str, params: dict[str, Any], where: str) -> dict[str, Any]:
-        async with self.in_flight:
-            if self.limiter is not None:
-                await self.limiter.acquire()
+        async with self.limits.in_flight:
+            if self.limits.limiter is not None:
+                await self.limits.limiter.acquire()
             self.stats.requests += 1
             pool = min(range(len(self.pools)), key=self.busy.__getitem__)
             self.busy[pool] += 1

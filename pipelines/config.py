@@ -53,12 +53,8 @@ def base_url() -> str:
 def destination_identity(destination: str) -> str:
     """What tells one warehouse from another: the DuckDB file's absolute path, else the credentials."""
     if destination == "duckdb":
-        configured: Any = dlt.secrets.get("destination.duckdb.credentials")
-        return (
-            str(Path(str(configured or DUCKDB_FILE)).resolve())
-            if not configured or isinstance(configured, str)
-            else repr(configured)
-        )
+        path = duckdb_path()
+        return str(path) if path else repr(dlt.secrets.get("destination.duckdb.credentials"))
     return f"{destination}:{dlt.secrets.get(f'destination.{destination}.credentials')!s}"
 
 

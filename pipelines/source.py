@@ -124,7 +124,6 @@ def cohere_finetuning(
     # loop where it would stall every request in flight.
     events_table("warm-up", [{"created_at": "2025-01-01T00:00:00Z"}], "warm-up")
     limits: list[SharedLimits] = []  # made on first use, inside dlt's event loop
-    models_at_once: list[asyncio.Semaphore] = []  # shared by every page of models, like limits
 
     def client() -> FinetuningClient:
         if not limits:
@@ -150,10 +149,7 @@ def cohere_finetuning(
         cursors: dict[str, str] = dlt.current.resource_state("events").setdefault("cursors", {})
         ids = [str(model["id"]) for model in models]
         async with client() as api:
-            if not models_at_once:
-                models_at_once.append(asyncio.Semaphore(2 * max(1, concurrency)))
-            lookback = timedelta(seconds=lookback_seconds)
-            async for table in new_events(api, ids, cursors, lookback, report, models_at_once[0]):
+            async for table in new_events(api, ids, cursors, timedelta(seconds=lookback_seconds), report):
                 yield table
 
     return finetuned_models, events
@@ -192,19 +188,15 @@ async def new_events(
     cursors: dict[str, str],
     lookback: timedelta,
     report: RunReport,
-    models_at_once: asyncio.Semaphore | None = None,
 ) -> AsyncIterator[pa.Table]:
     """New events of many models fetched at once, in batches of about BATCH_ROWS rows."""
     queue: asyncio.Queue[pa.Table | None] = asyncio.Queue(maxsize=64)
 
     collector = dlt.current.pipeline().collector
-    # Models paged at once (shared by every page of models dlt runs concurrently): enough to keep every request
-    # slot busy, few enough that memory (each model's seen set and pages) stays flat however many models there are.
-    models_at_once = models_at_once or asyncio.Semaphore(2 * max(1, api.settings.concurrency))
 
     async def fetch(model_id: str) -> None:
         try:
-            async with models_at_once:
+            async with api.limits.models_at_once:  # shared by every page of models dlt runs at once
                 newest = await fetch_model(api, model_id, cursors.get(model_id), lookback, queue)
         except ModelNotFoundError:
             report.skipped.append(f"events of model {model_id} not found (404)")
