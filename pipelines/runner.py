@@ -13,12 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import dlt
+import orjson
 from dlt.common.destination.exceptions import DestinationUndefinedEntity
 from dlt.common.runtime.collector import LogCollector, NullCollector
 
 from pipelines import config
 from pipelines.client import CohereApiError
 from pipelines.source import SOURCE_NAME, MixedOriginError, RunReport, cohere_finetuning
+
+# DuckDB's buffer pool for a run's load, beyond which it spills to a temporary folder beside the warehouse: without
+# a cap it keeps every block the load writes in memory, and a run's peak grows with the events it loads.
+DUCKDB_MEMORY_LIMIT = "48MB"
 
 
 class LockedError(Exception):
@@ -102,6 +107,8 @@ def warehouse_lock(folder: Path) -> Iterator[None]:
 
 def make_pipeline(destination: str = "duckdb", progress: bool = False) -> dlt.Pipeline:
     """The dlt pipeline for this warehouse, with its working folder kept apart from other warehouses."""
+    if destination == "duckdb":
+        cap_duckdb_memory()
     collector = LogCollector(log_period=2.0, logger=sys.stderr, dump_system_stats=False) if progress else None
     return dlt.pipeline(
         pipeline_name=config.PIPELINE_NAME,
@@ -110,6 +117,14 @@ def make_pipeline(destination: str = "duckdb", progress: bool = False) -> dlt.Pi
         pipelines_dir=str(config.pipelines_dir(destination)),
         progress=collector or NullCollector(),
     )
+
+
+def cap_duckdb_memory() -> None:
+    """Cap DuckDB's memory during loads, unless the user has configured DuckDB's global settings the dlt way."""
+    name = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
+    if name in os.environ or dlt.config.get("destination.duckdb.credentials.global_config") is not None:
+        return
+    os.environ[name] = orjson.dumps({"memory_limit": DUCKDB_MEMORY_LIMIT}).decode()
 
 
 def warehouse_simulated(pipeline: dlt.Pipeline) -> bool | None:

@@ -15,6 +15,7 @@ from dlt.common.data_types import TDataType
 from dlt.common.schema.typing import TTableSchemaColumns
 from dlt.sources import DltResource
 
+from pipelines import arrow
 from pipelines.client import (
     ClientSettings,
     FinetuningClient,
@@ -120,9 +121,6 @@ def cohere_finetuning(
         timeout_seconds=timeout_seconds,
     )
     report = report or RunReport()
-    # Arrow's first parse of a zoned timestamp imports pandas (about a second); do it here, not inside the event
-    # loop where it would stall every request in flight.
-    events_table("warm-up", [{"created_at": "2025-01-01T00:00:00Z"}], "warm-up")
     limits: list[SharedLimits] = []  # made on first use, inside dlt's event loop
 
     def client() -> FinetuningClient:
@@ -257,8 +255,10 @@ async def fetch_model(
             seen.update(keys)
             if micros:
                 newest = max(newest or micros[0], max(micros))
-            if any(keep):
-                await queue.put(table.filter(pa.array(keep)) if not all(keep) else table)
+            if all(keep):
+                await queue.put(table)
+            elif any(keep):
+                await queue.put(table.take(arrow.int64s([index for index, kept in enumerate(keep) if kept])))
             if floor_us is not None and micros and min(micros) < floor_us:
                 break
     return from_micros(newest) if newest is not None else None
@@ -271,11 +271,7 @@ def events_table(model_id: str, events: list[dict[str, Any]], where: str) -> tup
         created_at = event.get("created_at")
         status = event.get("status", "STATUS_UNSPECIFIED")  # proto3 JSON omits the zero enum value
         user_id = event.get("user_id")
-        if (
-            not isinstance(created_at, str)
-            or not isinstance(status, str)
-            or not isinstance(user_id, str | None)
-        ):
+        if not isinstance(created_at, str) or not isinstance(status, str) or not isinstance(user_id, str | None):
             raise MalformedResponseError(f"malformed event in {where}: {event!r:.120}")
         statuses.append(status)
         users.append(user_id or None)
@@ -283,9 +279,9 @@ def events_table(model_id: str, events: list[dict[str, Any]], where: str) -> tup
     created = parse_timestamps(stamps, where)
     table = pa.Table.from_arrays(
         [
-            pa.array([model_id] * len(events), pa.string()),
-            pa.array(users, pa.string()),
-            pa.array(statuses, pa.string()),
+            arrow.strings([model_id] * len(events)),
+            arrow.strings(users),
+            arrow.strings(statuses),
             created,
         ],
         schema=EVENTS_SCHEMA,
@@ -296,12 +292,11 @@ def events_table(model_id: str, events: list[dict[str, Any]], where: str) -> tup
 
 def parse_timestamps(stamps: list[str], where: str) -> pa.Array:
     """RFC 3339 strings (any offset, 0 to 9 fractional digits) as UTC microseconds; nanoseconds are truncated."""
-    zoned = pa.timestamp("ns", tz="UTC")
     try:
-        parsed = pa.array(stamps, pa.string()).cast(zoned)
+        parsed = arrow.strings(stamps).cast(pa.timestamp("ns", tz="UTC"))
     except pa.ArrowInvalid:
-        parsed = pa.array([lenient(stamp, where) for stamp in stamps], zoned)
-    return parsed.cast(pa.timestamp("us", tz="UTC"), safe=False)  # warehouses keep microseconds
+        return arrow.int64s([to_micros(lenient(stamp, where)) for stamp in stamps], arrow.UTC_MICROS)
+    return parsed.cast(arrow.UTC_MICROS, safe=False)  # warehouses keep microseconds
 
 
 def lenient(stamp: str, where: str) -> datetime:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -9,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, Faults, World
+from pipelines.runner import make_pipeline
 from tests.support import NOW, Fake, cli, empty_model, expected_events, query, warehouse_events
 
 
@@ -210,3 +214,37 @@ def test_a_dropped_connection_is_retried(fake: Fake) -> None:
     assert result.exit_code == 0, result.stderr
     assert "1 retries" in result.stdout
     assert set(warehouse_events()) == expected_events(fake.world)
+
+
+LEAN_RUN = """
+import sys
+from pipelines.cli import app
+try:
+    app(["run", "--quiet"])
+except SystemExit as done:
+    assert done.code == 0, done.code
+print("pandas imported:", "pandas" in sys.modules)
+"""
+
+
+def test_a_run_never_imports_pandas(fake: Fake, workdir: Path) -> None:
+    """pandas is 40 MB of a run's memory and a run has no use for it (see pipelines/arrow.py)."""
+    done = subprocess.run(
+        [sys.executable, "-c", LEAN_RUN], cwd=workdir, env=os.environ, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "pandas imported: False" in done.stdout
+    assert len(warehouse_events()) == len(expected_events(fake.world))
+
+
+@pytest.mark.parametrize(("configured", "limit"), [(None, "45.7 MiB"), ('{"memory_limit": "1GB"}', "953.6 MiB")])
+def test_duckdb_memory_is_capped_unless_the_user_configures_it(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, configured: str | None, limit: str
+) -> None:
+    name = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
+    monkeypatch.setenv(name, configured or "")
+    if configured is None:
+        monkeypatch.delenv(name)  # recorded, so the cap the run sets is undone after the test
+    pipeline = make_pipeline("duckdb")
+    with pipeline.sql_client() as client:
+        assert client.execute_sql("select current_setting('memory_limit')") == [(limit,)]

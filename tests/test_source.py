@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pytest
 
+from pipelines import arrow
 from pipelines.client import MalformedResponseError
 from pipelines.source import EVENTS_SCHEMA, events_table
 
@@ -48,3 +49,18 @@ def test_omitted_fields_load_as_the_api_means_them() -> None:
 def test_events_without_a_usable_time_or_status_are_malformed(event: dict[str, object]) -> None:
     with pytest.raises(MalformedResponseError, match=r"malformed event in model m-1, page 2"):
         events_table("m-1", [event], "model m-1, page 2")
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[], ["a"], ["", "ü", None, "STATUS_READY"], [None] * 9, ["x" * 1000, None, "z"] * 5],
+)
+def test_arrow_strings_match_what_pyarrow_builds(values: list[str | None]) -> None:
+    built = arrow.strings(values)
+    built.validate(full=True)
+    assert built.equals(pa.array(values, pa.string()))
+
+
+def test_arrow_int64s_carry_timestamps() -> None:
+    built = arrow.int64s([0, 1_500_000], arrow.UTC_MICROS)
+    assert built.to_pylist() == [datetime(1970, 1, 1, tzinfo=UTC), datetime(1970, 1, 1, 0, 0, 1, 500_000, tzinfo=UTC)]
