@@ -27,6 +27,13 @@ def strings(values: Sequence[str | None]) -> pa.Array:
     )
 
 
+def repeated(value: str, count: int) -> pa.Array:
+    """A string array of one value ``count`` times."""
+    encoded = value.encode()
+    offsets = array("i", [index * len(encoded) for index in range(count + 1)])
+    return pa.Array.from_buffers(pa.string(), count, [None, pa.py_buffer(offsets), pa.py_buffer(encoded * count)])
+
+
 def int64s(values: Sequence[int], type: pa.DataType = INT64) -> pa.Array:
     """A non-null array of 64-bit integers, or of another 64-bit type such as ``UTC_MICROS``."""
     return pa.Array.from_buffers(type, len(values), [None, pa.py_buffer(array("q", values))])

@@ -249,8 +249,8 @@ async def fetch_model(
     newest = to_micros(datetime.fromisoformat(cursor)) if cursor else None
     async with aclosing(api.event_pages(model_id)) as pages:
         async for number, events in pages:
-            table, micros = events_table(model_id, events, f"model {model_id}, page {number}")
-            keys = list(zip(micros, table.column("status").to_pylist(), strict=True))
+            table, keys = events_table(model_id, events, f"model {model_id}, page {number}")
+            micros = [key[0] for key in keys]
             keep = [key not in seen and (floor_us is None or key[0] >= floor_us) for key in keys]
             seen.update(keys)
             if micros:
@@ -264,8 +264,8 @@ async def fetch_model(
     return from_micros(newest) if newest is not None else None
 
 
-def events_table(model_id: str, events: list[dict[str, Any]], where: str) -> tuple[pa.Table, list[int]]:
-    """One page of events as a typed Arrow table, and its timestamps in microseconds since the epoch."""
+def events_table(model_id: str, events: list[dict[str, Any]], where: str) -> tuple[pa.Table, list[tuple[int, str]]]:
+    """One page of events as a typed Arrow table, and each event's key: (microseconds since the epoch, status)."""
     statuses, users, stamps = [], [], []
     for event in events:
         created_at = event.get("created_at")
@@ -279,7 +279,7 @@ def events_table(model_id: str, events: list[dict[str, Any]], where: str) -> tup
     created = parse_timestamps(stamps, where)
     table = pa.Table.from_arrays(
         [
-            arrow.strings([model_id] * len(events)),
+            arrow.repeated(model_id, len(events)),
             arrow.strings(users),
             arrow.strings(statuses),
             created,
@@ -287,7 +287,7 @@ def events_table(model_id: str, events: list[dict[str, Any]], where: str) -> tup
         schema=EVENTS_SCHEMA,
     )
     micros = created.cast(pa.int64()).to_pylist()
-    return table, micros
+    return table, list(zip(micros, statuses, strict=True))
 
 
 def parse_timestamps(stamps: list[str], where: str) -> pa.Array:

@@ -28,11 +28,11 @@ MIDNIGHT = datetime(2025, 3, 1, tzinfo=UTC)
     ],
 )
 def test_timestamps_parse_to_utc_microseconds(stamp: str, micros: int) -> None:
-    table, stamps = events_table("m-1", [{"status": "STATUS_READY", "created_at": stamp}], "model m-1, page 1")
+    table, keys = events_table("m-1", [{"status": "STATUS_READY", "created_at": stamp}], "model m-1, page 1")
     assert table.schema == EVENTS_SCHEMA
     assert table.column("created_at").type == pa.timestamp("us", tz="UTC")
     assert table.column("created_at")[0].as_py() == MIDNIGHT.replace(microsecond=micros)
-    assert stamps == [int(MIDNIGHT.timestamp()) * 1_000_000 + micros]
+    assert keys == [(int(MIDNIGHT.timestamp()) * 1_000_000 + micros, "STATUS_READY")]
 
 
 def test_omitted_fields_load_as_the_api_means_them() -> None:
@@ -59,6 +59,13 @@ def test_arrow_strings_match_what_pyarrow_builds(values: list[str | None]) -> No
     built = arrow.strings(values)
     built.validate(full=True)
     assert built.equals(pa.array(values, pa.string()))
+
+
+@pytest.mark.parametrize(("value", "count"), [("ft-1", 3), ("ü", 2), ("", 4), ("x", 0)])
+def test_arrow_repeated_matches_what_pyarrow_builds(value: str, count: int) -> None:
+    built = arrow.repeated(value, count)
+    built.validate(full=True)
+    assert built.equals(pa.array([value] * count, pa.string()))
 
 
 def test_arrow_int64s_carry_timestamps() -> None:
