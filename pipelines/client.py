@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import ssl
+import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,8 +120,21 @@ class FinetuningClient:
         concurrency = max(1, settings.concurrency)
         tls = httpx.create_ssl_context()  # the CA bundle loaded once for every pool
         connections = min(concurrency, CONNECTIONS_PER_POOL)
-        self.pools = [make_pool(settings, connections, tls) for _ in range(-(-concurrency // connections))]
+        proxy = environment_proxy(settings.base_url)
+        self.pools = [make_pool(connections, tls, proxy) for _ in range(-(-concurrency // connections))]
         self.busy = [0] * len(self.pools)  # requests in flight per pool
+        self.base_url = settings.base_url.rstrip("/")
+        self.headers = httpx.Headers(
+            {
+                "Authorization": f"Bearer {settings.api_key}",
+                "X-Client-Name": CLIENT_NAME,
+                "User-Agent": f"{CLIENT_NAME} (httpx)",
+                "Accept": "application/json",
+                "Accept-Encoding": "gzip, deflate",
+            }
+        )
+        timeout = httpx.Timeout(settings.timeout_seconds, connect=min(10.0, settings.timeout_seconds))
+        self.extensions = {"timeout": timeout.as_dict()}
 
     async def __aenter__(self) -> FinetuningClient:
         return self
@@ -210,8 +224,15 @@ class FinetuningClient:
             self.stats.requests += 1
             pool = min(range(len(self.pools)), key=self.busy.__getitem__)
             self.busy[pool] += 1
+            request = httpx.Request(
+                "GET", self.base_url + path, params=params, headers=self.headers, extensions=self.extensions
+            )
             try:
-                response = await self.pools[pool].get(path, params=params)
+                response = await self.pools[pool].handle_async_request(request)
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
             except httpx.TimeoutException:
                 raise RetryableError(f"timed out waiting for {where}") from None
             except httpx.TransportError as error:
@@ -254,19 +275,23 @@ class FinetuningClient:
         self.stats.retries += 1
 
 
-def make_pool(settings: ClientSettings, connections: int, tls: ssl.SSLContext) -> httpx.AsyncClient:
-    """One small httpx connection pool with the API's headers and timeouts."""
-    return httpx.AsyncClient(
-        base_url=settings.base_url.rstrip("/"),
-        headers={
-            "Authorization": f"Bearer {settings.api_key}",
-            "X-Client-Name": CLIENT_NAME,
-            "Accept": "application/json",
-        },
-        timeout=httpx.Timeout(settings.timeout_seconds, connect=min(10.0, settings.timeout_seconds)),
-        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=None),
-        verify=tls,
-    )
+def make_pool(connections: int, tls: ssl.SSLContext, proxy: str | None) -> httpx.AsyncHTTPTransport:
+    """One small pool of keep-alive connections.
+
+    The client sends through httpx's transport directly: the ``AsyncClient`` layer above it (URL merging, cookies,
+    auth and redirect hooks) cost about a quarter of a run's CPU, and this API needs none of it.
+    """
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=None)
+    return httpx.AsyncHTTPTransport(verify=tls, limits=limits, proxy=proxy)
+
+
+def environment_proxy(base_url: str) -> str | None:
+    """The proxy that HTTPS_PROXY, HTTP_PROXY or ALL_PROXY name for the API, unless NO_PROXY exempts its host."""
+    url = httpx.URL(base_url)
+    if urllib.request.proxy_bypass(url.host):
+        return None
+    proxies = urllib.request.getproxies()
+    return proxies.get(url.scheme) or proxies.get("all")
 
 
 def make_limiter(requests_per_minute: int) -> AsyncLimiter | None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import duckdb
 from typer.testing import CliRunner
@@ -100,3 +104,54 @@ def empty_model(world: World, model_id: str, name: str = "hand-made") -> Model:
     )
     world.models[model_id] = model
     return model
+
+
+class ForwardProxy:
+    """A plain HTTP forward proxy on 127.0.0.1 that records the absolute URLs it was asked for."""
+
+    def __init__(self) -> None:
+        self.urls: list[str] = []
+        handler = type("ProxyHandler", (_ProxyHandler,), {"urls": self.urls})
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def __enter__(self) -> ForwardProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class _ProxyHandler(BaseHTTPRequestHandler):
+    urls: list[str]
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self.urls.append(self.path)  # absolute form: http://host:port/path?query
+        target = urlsplit(self.path)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection", "proxy-connection")}
+        upstream = http.client.HTTPConnection(target.hostname or "", target.port, timeout=30)
+        try:
+            upstream.request("GET", f"{target.path}?{target.query}" if target.query else target.path, headers=headers)
+            answer = upstream.getresponse()
+            body = answer.read()
+        finally:
+            upstream.close()
+        self.send_response(answer.status)
+        for name, value in answer.getheaders():
+            if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass

@@ -13,7 +13,7 @@ import pytest
 
 from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, Faults, World
 from pipelines.runner import make_pipeline
-from tests.support import NOW, Fake, cli, empty_model, expected_events, query, warehouse_events
+from tests.support import NOW, Fake, ForwardProxy, cli, empty_model, expected_events, query, warehouse_events
 
 
 def assert_warehouse_matches(fake: Fake) -> None:
@@ -248,3 +248,18 @@ def test_duckdb_memory_is_capped_unless_the_user_configures_it(
     pipeline = make_pipeline("duckdb")
     with pipeline.sql_client() as client:
         assert client.execute_sql("select current_setting('memory_limit')") == [(limit,)]
+
+
+@pytest.mark.parametrize("exempt", [False, True])
+def test_the_environments_proxy_carries_the_requests(fake: Fake, monkeypatch: pytest.MonkeyPatch, exempt: bool) -> None:
+    """Behind a corporate proxy: HTTP(S)_PROXY is honoured and NO_PROXY exempts a host, as httpx clients do."""
+    with ForwardProxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1" if exempt else "")
+        result = cli("run", "--model-id", next(iter(fake.world.models)))
+    assert result.exit_code == 0, result.stderr
+    if exempt:
+        assert proxy.urls == []
+    else:
+        assert proxy.urls and all(url.startswith(f"{fake.url}/v1/finetuning/") for url in proxy.urls)
+        assert len(proxy.urls) == fake.api.stats.requests
