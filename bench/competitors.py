@@ -2,8 +2,8 @@
 
     python bench/competitors.py bare|rest_api|sdk --url URL --page-size N [--concurrency N] [--workdir DIR]
 
-- ``bare``: the practical limit: async httpx fetching the same pages with the same concurrency, orjson parse,
-  nothing stored.
+- ``bare``: the practical limit: async httpx fetching the same pages with the same concurrency and the same
+  transport-level calls as ours, orjson parse, nothing stored.
 - ``rest_api``: dlt's declarative ``rest_api`` source for the same two endpoints (cursor paginator on
   ``next_page_token``/``page_token``, a child resource per model), loaded into DuckDB as documented.
 - ``sdk``: the script a user would write with the Cohere SDK: page models and events, build a pandas frame, reload
@@ -31,14 +31,14 @@ API_KEY = "simulated-cohere-key"
 async def bare(url: str, page_size: int, concurrency: int) -> dict[str, Any]:
     import httpx
 
-    # Small pools, as pipelines/client.py does: httpx's per-request cost grows with the connections in a pool.
+    # Small pools sent to through httpx's transport, as pipelines/client.py does: httpx's per-request cost grows
+    # with the connections in a pool, and its AsyncClient layer adds cookies, URL merging and hooks.
     limits = httpx.Limits(max_connections=2, max_keepalive_connections=None)
-    headers = {"Authorization": f"Bearer {API_KEY}"}
+    headers = httpx.Headers({"Authorization": f"Bearer {API_KEY}"})
+    extensions = {"timeout": httpx.Timeout(60).as_dict()}
     gate = asyncio.Semaphore(concurrency)
-    clients = [
-        httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=60) for _ in range(-(-concurrency // 2))
-    ]
-    busy = [0] * len(clients)
+    pools = [httpx.AsyncHTTPTransport(limits=limits) for _ in range(-(-concurrency // 2))]
+    busy = [0] * len(pools)
     try:
 
         async def pages(path: str, key: str, order: str) -> Any:
@@ -47,14 +47,18 @@ async def bare(url: str, page_size: int, concurrency: int) -> dict[str, Any]:
                 params: dict[str, Any] = {"page_size": page_size, "order_by": order}
                 if token:
                     params["page_token"] = token
+                request = httpx.Request("GET", url + path, params=params, headers=headers, extensions=extensions)
                 async with gate:
-                    pool = min(range(len(clients)), key=busy.__getitem__)
+                    pool = min(range(len(pools)), key=busy.__getitem__)
                     busy[pool] += 1
                     try:
-                        response = await clients[pool].get(path, params=params)
+                        response = await pools[pool].handle_async_request(request)
+                        await response.aread()
+                        await response.aclose()
                     finally:
                         busy[pool] -= 1
-                response.raise_for_status()
+                if response.status_code != 200:
+                    raise RuntimeError(f"HTTP {response.status_code} for {path}")
                 body = orjson.loads(response.content)
                 yield body.get(key, [])
                 token = body.get("next_page_token")
@@ -71,8 +75,8 @@ async def bare(url: str, page_size: int, concurrency: int) -> dict[str, Any]:
 
         counts = await asyncio.gather(*(events_of(model_id) for model_id in ids))
     finally:
-        for client in clients:
-            await client.aclose()
+        for pool in pools:
+            await pool.aclose()
     return {"models": len(ids), "events": sum(counts)}
 
 
