@@ -92,9 +92,7 @@ def guarded(action: Callable[[], str], log_file: Path | None = None) -> None:
     except typer.Exit:
         raise
     except KeyboardInterrupt:
-        finish(
-            "interrupted: nothing half-written was committed; the next run completes the load", 130, log_file
-        )
+        finish("interrupted: nothing half-written was committed; the next run completes the load", 130, log_file)
     except Exception as error:  # every failure ends on one clear line, never a stack trace
         cause = root_cause(error)
         code = exit_code_for(cause)
@@ -200,9 +198,7 @@ def views(destination: Destination = "duckdb") -> None:
 
 @app.command()
 def report(
-    output_format: Annotated[
-        str, typer.Option("--format", help="table (for people) or json (for scripts).")
-    ] = "table",
+    output_format: Annotated[str, typer.Option("--format", help="table (for people) or json (for scripts).")] = "table",
 ) -> None:
     """Print time in status, failure rates and stale models from the warehouse."""
     if output_format not in ("table", "json"):
@@ -242,24 +238,16 @@ def fake_api(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the generated world.")] = 7,
     api_key: Annotated[str, typer.Option("--api-key", help="The key the server accepts.")] = "",
     latency_ms: Annotated[float, typer.Option("--latency-ms", help="Added to every request.")] = 0.0,
-    rate_limit: Annotated[
-        int, typer.Option("--rate-limit", help="Server limit in requests per minute; 0: none.")
-    ] = 0,
-    error_rate: Annotated[
-        float, typer.Option("--error-rate", help="Share of requests answered 429/500/503.")
-    ] = 0.0,
+    rate_limit: Annotated[int, typer.Option("--rate-limit", help="Server limit in requests per minute; 0: none.")] = 0,
+    error_rate: Annotated[float, typer.Option("--error-rate", help="Share of requests answered 429/500/503.")] = 0.0,
     long_history: Annotated[
         int,
-        typer.Option(
-            "--long-history", help="Offline/ready spells per model, for long histories; 0: natural."
-        ),
+        typer.Option("--long-history", help="Offline/ready spells per model, for long histories; 0: natural."),
     ] = 0,
     advance_every: Annotated[
         float, typer.Option("--advance-every", help="Move the clock on every N seconds (new events arrive).")
     ] = 0.0,
-    retired: Annotated[
-        bool, typer.Option("--retired", help="Answer 410 everywhere, as after the retirement.")
-    ] = False,
+    retired: Annotated[bool, typer.Option("--retired", help="Answer 410 everywhere, as after the retirement.")] = False,
 ) -> None:
     """Serve the simulated Cohere fine-tuning API in the foreground, for notebooks and development."""
     from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, Faults, World, serve_forever

@@ -159,9 +159,7 @@ class FinetuningClient:
         body = await self.get_json(f"{MODELS_PATH}/{quote(model_id, safe='')}", {}, f"model {model_id}")
         model = body.get("finetuned_model")
         if not isinstance(model, dict) or "id" not in model:
-            raise MalformedResponseError(
-                f"malformed response for model {model_id}: no finetuned_model object"
-            )
+            raise MalformedResponseError(f"malformed response for model {model_id}: no finetuned_model object")
         return scrub_model(model)
 
     async def event_pages(self, model_id: str) -> AsyncGenerator[tuple[int, list[dict[str, Any]]]]:
@@ -184,24 +182,19 @@ class FinetuningClient:
             body = await self.get_json(path, params, where)
             items = body.get(items_key, [])  # proto3 JSON leaves an empty list out
             if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
-                raise MalformedResponseError(
-                    f"malformed response for {where}: '{items_key}' is not a list of objects"
-                )
+                raise MalformedResponseError(f"malformed response for {where}: '{items_key}' is not a list of objects")
             yield number, items
             token = body.get("next_page_token")
             if not token:
                 return
             if not isinstance(token, str):
-                raise MalformedResponseError(
-                    f"malformed response for {where}: next_page_token is not a string"
-                )
+                raise MalformedResponseError(f"malformed response for {where}: next_page_token is not a string")
 
     async def get_json(self, path: str, params: dict[str, Any], where: str) -> dict[str, Any]:
         """GET with retries on 408, 429, 5xx and connection errors; returns the decoded JSON object."""
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(RetryableError),
-            stop=stop_after_attempt(self.settings.max_attempts)
-            | stop_after_delay(self.settings.max_retry_seconds),
+            stop=stop_after_attempt(self.settings.max_attempts) | stop_after_delay(self.settings.max_retry_seconds),
             wait=self.backoff,
             before_sleep=self.count_retry,
             reraise=True,

@@ -14,9 +14,7 @@ PIPELINE_NAME = "cohere_events"
 DATASET_NAME = "cohere_finetuning"
 DUCKDB_FILE = "cohere_events.duckdb"
 DEFAULT_BASE_URL = "https://api.cohere.com"
-KEY_HELP = (
-    "set CO_API_KEY (or COHERE_API_KEY), or api_key under [sources.cohere_finetuning] in .dlt/secrets.toml"
-)
+KEY_HELP = "set CO_API_KEY (or COHERE_API_KEY), or api_key under [sources.cohere_finetuning] in .dlt/secrets.toml"
 
 
 class ConfigError(Exception):

@@ -188,8 +188,20 @@ def portable(column: str, kind: str) -> str:
 
 def numeric_types() -> set[str]:
     """Integer and float types that a duration column is cast from."""
-    return {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
-            "UBIGINT", "UHUGEINT", "FLOAT", "REAL"}
+    return {
+        "TINYINT",
+        "SMALLINT",
+        "INTEGER",
+        "BIGINT",
+        "HUGEINT",
+        "UTINYINT",
+        "USMALLINT",
+        "UINTEGER",
+        "UBIGINT",
+        "UHUGEINT",
+        "FLOAT",
+        "REAL",
+    }
 
 
 def qualified(name: str) -> str:
@@ -213,7 +225,8 @@ def write_manifest(staging: Path, warehouse: Path, results: dict[str, Exported])
         "warehouse": str(warehouse),
         "dataset": config.DATASET_NAME,
         "partitioning": {
-            name: f"hive, {key} = UTC month of {column}" for name, (column, key) in PARTITIONED.items()
+            name: f"hive, {key} = UTC month of {column}"
+            for name, (column, key) in PARTITIONED.items()
             if name in results
         },
         "tables": {name: asdict(result) for name, result in results.items()},

@@ -385,9 +385,7 @@ class FakeCohereApi:
         with self.lock:
             self.faults.queued.setdefault(path_contains, []).extend(outcomes)
 
-    def handle(
-        self, method: str, raw_path: str, headers: dict[str, str]
-    ) -> tuple[int, bytes, dict[str, str]]:
+    def handle(self, method: str, raw_path: str, headers: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
         url = urlsplit(raw_path)
         path = url.path.rstrip("/")
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
@@ -437,9 +435,7 @@ class FakeCohereApi:
         elif queued == "drop":
             raise ApiError(DROP, "connection dropped")
         elif isinstance(queued, int):
-            raise ApiError(
-                queued, f"injected failure {queued}", {"Retry-After": "0"} if queued == 429 else {}
-            )
+            raise ApiError(queued, f"injected failure {queued}", {"Retry-After": "0"} if queued == 429 else {})
         if self.faults.retired:
             raise ApiError(self.faults.retired, "fine-tuning is no longer available: the API was retired")
         self.take_rate_limit_token()
@@ -470,9 +466,7 @@ class FakeCohereApi:
                 return
             wait = (1 - self._bucket_tokens) / rate
         headers = {"Retry-After": f"{max(1, round(wait))}"} if self.faults.retry_after else {}
-        raise ApiError(
-            429, "You are past the per minute request limit, please wait and try again later.", headers
-        )
+        raise ApiError(429, "You are past the per minute request limit, please wait and try again later.", headers)
 
     def count(self, kind: str) -> None:
         with self.lock:

@@ -16,7 +16,14 @@ from pipelines import config
 
 RECENT_WEEKS = 8
 STATUS_ORDER = [
-    "UNSPECIFIED", "QUEUED", "FINETUNING", "DEPLOYING_API", "READY", "TEMPORARILY_OFFLINE", "PAUSED", "FAILED",
+    "UNSPECIFIED",
+    "QUEUED",
+    "FINETUNING",
+    "DEPLOYING_API",
+    "READY",
+    "TEMPORARILY_OFFLINE",
+    "PAUSED",
+    "FAILED",
     "DELETED",
 ]
 QUERIES = {
@@ -111,16 +118,28 @@ def tables(report: dict[str, Any]) -> list[Table]:
     for column in ("status", "intervals", "open now", "models", "median", "p90", "max"):
         times.add_column(column, justify="left" if column == "status" else "right", no_wrap=True)
     for row in report["time_in_status"]:
-        times.add_row(row["status"], str(row["closed_intervals"]), str(row["open_intervals"]), str(row["models"]),
-                      duration(row["p50_seconds"]), duration(row["p90_seconds"]), duration(row["max_seconds"]))
+        times.add_row(
+            row["status"],
+            str(row["closed_intervals"]),
+            str(row["open_intervals"]),
+            str(row["models"]),
+            duration(row["p50_seconds"]),
+            duration(row["p90_seconds"]),
+            duration(row["max_seconds"]),
+        )
     overall = [("all", report["failure_rate"])] if report["failure_rate"] else []
     weekly = [(row["cohort_week"], row) for row in report["failure_rates_weekly"]]
     stale = Table(title="Stale models (queued, training or deploying for over 48 h)", title_justify="left")
     for column in ("model", "name", "status", "since (UTC)", "stuck for"):
         stale.add_column(column, justify="right" if column == "stuck for" else "left", no_wrap=True)
     for row in report["stale_models"]:
-        stale.add_row(row["finetuned_model_id"], row["name"] or "-", row["current_status"],
-                      row["current_since"][:16].replace("T", " "), duration(row["stuck_seconds"]))
+        stale.add_row(
+            row["finetuned_model_id"],
+            row["name"] or "-",
+            row["current_status"],
+            row["current_since"][:16].replace("T", " "),
+            duration(row["stuck_seconds"]),
+        )
     return [
         times,
         rate_table("Failure rate of first attempts", "cohort", overall),

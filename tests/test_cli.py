@@ -20,8 +20,15 @@ def test_every_command_has_useful_help(command: str) -> None:
 
 def test_run_help_lists_the_contract_options_and_exit_codes() -> None:
     text = " ".join(cli("run", "--help").stdout.split())
-    for option in ("--destination", "--model-id", "--page-size", "--concurrency", "--requests-per-minute",
-                   "--lookback", "--log-file"):
+    for option in (
+        "--destination",
+        "--model-id",
+        "--page-size",
+        "--concurrency",
+        "--requests-per-minute",
+        "--lookback",
+        "--log-file",
+    ):
         assert option in text
     assert "4 another run holds the warehouse lock" in text
 

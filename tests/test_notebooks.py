@@ -24,7 +24,11 @@ def demo_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     env["DLT_DATA_DIR"] = str(folder / ".dlt-data")
     done = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "demo", "--quiet"],
-        cwd=folder, env=env, capture_output=True, text=True, timeout=240,
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     path = folder / "cohere_events.duckdb"
@@ -36,7 +40,8 @@ def figures(notebook: nbformat.NotebookNode) -> int:
     """How many PNG images the executed notebook shows."""
     return sum(
         "image/png" in output.get("data", {})
-        for cell in notebook.cells if cell.cell_type == "code"
+        for cell in notebook.cells
+        if cell.cell_type == "code"
         for output in cell.outputs
     )
 

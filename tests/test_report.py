@@ -25,7 +25,11 @@ def report(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "160", "DLT_DATA_DIR": str(cwd / ".dlt-data")}
     return subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "report", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, check=False,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
@@ -36,8 +40,17 @@ def test_report_tables_for_people(workdir: Path) -> None:
     lines = done.stdout.strip().splitlines()
     assert lines[-1] == "report: 3 models, failure rate 50.0% (95% 9.5-90.5%), 1 stale model"
     text = done.stdout
-    for expected in ("Time in status", "FINETUNING", "1h 00m", "By cohort week", "2026-01-05", "Stale models",
-                     "stuck", "FINETUNING", "50.0%"):
+    for expected in (
+        "Time in status",
+        "FINETUNING",
+        "1h 00m",
+        "By cohort week",
+        "2026-01-05",
+        "Stale models",
+        "stuck",
+        "FINETUNING",
+        "50.0%",
+    ):
         assert expected in text
 
 
@@ -84,8 +97,12 @@ def test_report_without_a_warehouse_is_a_usage_error(workdir: Path) -> None:
 
 
 def test_report_without_views_says_how_to_make_them(workdir: Path) -> None:
-    pipeline = dlt.pipeline("cohere_events", destination=dlt.destinations.duckdb(str(workdir / "cohere_events.duckdb")),
-                            dataset_name="cohere_finetuning", pipelines_dir=str(workdir / "pipelines"))
+    pipeline = dlt.pipeline(
+        "cohere_events",
+        destination=dlt.destinations.duckdb(str(workdir / "cohere_events.duckdb")),
+        dataset_name="cohere_finetuning",
+        pipelines_dir=str(workdir / "pipelines"),
+    )
     pipeline.run(hand_made([], events_table(EVENTS[:1])))  # loaded, but no views created
     done = report(workdir)
     assert done.returncode == 2

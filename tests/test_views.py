@@ -57,13 +57,15 @@ def model_rows(events: Sequence[Event], base_models: dict[str, tuple[str, str | 
     rows = []
     for model_id in ids:
         base_type, base_name = base_models.get(model_id, ("BASE_TYPE_CHAT", "command-r"))
-        rows.append({
-            "id": model_id,
-            "name": f"ft-{model_id}",
-            "status": "STATUS_READY",
-            "created_at": datetime(2026, 1, 1, tzinfo=UTC),
-            "settings": {"base_model": {"base_type": base_type, "name": base_name}},
-        })
+        rows.append(
+            {
+                "id": model_id,
+                "name": f"ft-{model_id}",
+                "status": "STATUS_READY",
+                "created_at": datetime(2026, 1, 1, tzinfo=UTC),
+                "settings": {"base_model": {"base_type": base_type, "name": base_name}},
+            }
+        )
     return rows
 
 
@@ -130,15 +132,24 @@ def intervals(pipeline: dlt.Pipeline, model_id: str) -> list[tuple]:
     found = rows(pipeline, "status_intervals", where=f"finetuned_model_id = '{model_id}'", order="interval_seq")
     assert [row["interval_seq"] for row in found] == list(range(1, len(found) + 1))
     return [
-        (r["status"], r["entered_at"], r["exited_at"], r["is_open"], r["n_events"], r["prev_status"],
-         r["next_status"], r["entered_by"])
+        (
+            r["status"],
+            r["entered_at"],
+            r["exited_at"],
+            r["is_open"],
+            r["n_events"],
+            r["prev_status"],
+            r["next_status"],
+            r["entered_by"],
+        )
         for r in found
     ]
 
 
 def durations(pipeline: dlt.Pipeline, model_id: str) -> list[float]:
-    found = rows(pipeline, "status_intervals", where=f"finetuned_model_id = '{model_id}' and not is_open",
-                 order="interval_seq")
+    found = rows(
+        pipeline, "status_intervals", where=f"finetuned_model_id = '{model_id}' and not is_open", order="interval_seq"
+    )
     return [float(row["duration_seconds"]) for row in found]
 
 
@@ -220,8 +231,9 @@ def lifecycle_events(model_id: str, *statuses: str, start_hour: int = 0) -> list
 
 def test_outcomes_failures_and_recoveries(workdir: Path) -> None:
     events = [
-        *lifecycle_events("retried", "QUEUED", "FINETUNING", "FAILED", "QUEUED", "FINETUNING", "DEPLOYING_API",
-                          "READY"),
+        *lifecycle_events(
+            "retried", "QUEUED", "FINETUNING", "FAILED", "QUEUED", "FINETUNING", "DEPLOYING_API", "READY"
+        ),
         *lifecycle_events("broke_later", "QUEUED", "FINETUNING", "DEPLOYING_API", "READY", "FAILED"),
         *lifecycle_events("cancelled", "QUEUED", "DELETED"),
         *lifecycle_events("failed", "QUEUED", "FAILED"),
@@ -241,12 +253,20 @@ def test_outcomes_failures_and_recoveries(workdir: Path) -> None:
     assert cancelled["first_deleted_at"] == ts("2026-01-05T01:00:00Z")
     visits = rows(pipeline, "time_in_status", where="finetuned_model_id = 'retried'", order="status")
     assert [(v["status"], v["visits"], v["closed_seconds"]) for v in visits] == [
-        ("DEPLOYING_API", 1, 3600.0), ("FAILED", 1, 3600.0), ("FINETUNING", 2, 7200.0), ("QUEUED", 2, 7200.0),
+        ("DEPLOYING_API", 1, 3600.0),
+        ("FAILED", 1, 3600.0),
+        ("FINETUNING", 2, 7200.0),
+        ("QUEUED", 2, 7200.0),
         ("READY", 1, 0.0),
     ]
     (overall,) = rows(pipeline, "failure_rates")
     assert {k: overall[k] for k in ("models", "ready", "failed", "cancelled", "in_flight", "resolved")} == {
-        "models": 4, "ready": 1, "failed": 2, "cancelled": 1, "in_flight": 0, "resolved": 3
+        "models": 4,
+        "ready": 1,
+        "failed": 2,
+        "cancelled": 1,
+        "in_flight": 0,
+        "resolved": 3,
     }
     assert overall["failure_rate"] == pytest.approx(2 / 3)
 
@@ -270,7 +290,11 @@ def test_unknown_and_unspecified_statuses(workdir: Path) -> None:
     ]
     pipeline = warehouse(workdir, events)
     assert [i[0] for i in intervals(pipeline, "m1")] == [
-        "UNSPECIFIED", "QUEUED", "SOMETHING_NEW", "WEIRD_ONE", "UNSPECIFIED"
+        "UNSPECIFIED",
+        "QUEUED",
+        "SOMETHING_NEW",
+        "WEIRD_ONE",
+        "UNSPECIFIED",
     ]
     assert durations(pipeline, "m1") == [0.0, 0.0, 3600.0, 3600.0]
     assert lifecycle(pipeline, "m1")["first_outcome"] == "in_flight"
@@ -328,11 +352,15 @@ def test_rates_by_base_model_and_no_rate_without_resolved_models(workdir: Path) 
     pipeline = warehouse(workdir, events, base_models=bases)
     found = rows(pipeline, "failure_rates_by_base_model", order="base_type")
     assert [(r["base_type"], r["base_model_name"], r["models"], r["failed"]) for r in found] == [
-        ("BASE_TYPE_GENERATIVE", "command-light", 1, 1), ("BASE_TYPE_RERANK", None, 1, 0)
+        ("BASE_TYPE_GENERATIVE", "command-light", 1, 1),
+        ("BASE_TYPE_RERANK", None, 1, 0),
     ]
     rerank = found[1]
     assert (rerank["resolved"], rerank["failure_rate"], rerank["wilson_low"], rerank["wilson_high"]) == (
-        0, None, None, None
+        0,
+        None,
+        None,
+        None,
     )
 
 
@@ -355,13 +383,25 @@ def test_empty_warehouse_has_the_tables_and_empty_views(workdir: Path) -> None:
     assert create_views(pipeline) == VIEWS
     assert_empty_views(pipeline)
     with duckdb.connect(str(workdir / "cohere_events.duckdb"), read_only=True) as con:
-        columns = dict(con.sql("select column_name, data_type from information_schema.columns "
-                               "where table_schema = 'cohere_finetuning' and table_name = 'events'").fetchall())
-        model_columns = {name for (name,) in con.sql(
-            "select column_name from information_schema.columns "
-            "where table_schema = 'cohere_finetuning' and table_name = 'finetuned_models'").fetchall()}
-    assert columns == {"finetuned_model_id": "VARCHAR", "user_id": "VARCHAR", "status": "VARCHAR",
-                       "created_at": "TIMESTAMP WITH TIME ZONE"}
+        columns = dict(
+            con.sql(
+                "select column_name, data_type from information_schema.columns "
+                "where table_schema = 'cohere_finetuning' and table_name = 'events'"
+            ).fetchall()
+        )
+        model_columns = {
+            name
+            for (name,) in con.sql(
+                "select column_name from information_schema.columns "
+                "where table_schema = 'cohere_finetuning' and table_name = 'finetuned_models'"
+            ).fetchall()
+        }
+    assert columns == {
+        "finetuned_model_id": "VARCHAR",
+        "user_id": "VARCHAR",
+        "status": "VARCHAR",
+        "created_at": "TIMESTAMP WITH TIME ZONE",
+    }
     assert set(MODEL_COLUMNS) <= model_columns
     load(pipeline, lifecycle_events("m1", "QUEUED", "READY"))  # the first real load after that
     assert lifecycle(pipeline, "m1")["first_outcome"] == "ready"
@@ -412,8 +452,13 @@ def test_results_are_utc_whatever_the_time_zone(workdir: Path) -> None:
         "print(zone); print(snapshot(Path(sys.argv[1])))"
     )
     env = {**os.environ, "TZ": "Pacific/Chatham"}
-    done = subprocess.run([sys.executable, "-c", script, str(path)], env=env, capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parent.parent)
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     assert done.returncode == 0, done.stderr
     zone, output = done.stdout.strip().splitlines()
     assert zone == "Pacific/Chatham"
@@ -431,13 +476,20 @@ POSTGRES_EVENTS = [
     ("same_time", None, "mystery", "2026-01-12T01:00:00Z"),
 ]
 COMPARED = {
-    "status_intervals": ("finetuned_model_id, interval_seq, status, entered_at, exited_at, is_open, n_events, "
-                         "prev_status, next_status, entered_by", "finetuned_model_id, interval_seq"),
-    "model_lifecycle": ("finetuned_model_id, name, base_type, current_status, current_since, first_outcome, "
-                        "ever_failed, recovered, queue_seconds, training_seconds, time_to_ready_seconds",
-                        "finetuned_model_id"),
-    "failure_rates_weekly": ("cohort_week, models, ready, failed, cancelled, in_flight, resolved, failure_rate, "
-                             "wilson_low, wilson_high", "cohort_week"),
+    "status_intervals": (
+        "finetuned_model_id, interval_seq, status, entered_at, exited_at, is_open, n_events, "
+        "prev_status, next_status, entered_by",
+        "finetuned_model_id, interval_seq",
+    ),
+    "model_lifecycle": (
+        "finetuned_model_id, name, base_type, current_status, current_since, first_outcome, "
+        "ever_failed, recovered, queue_seconds, training_seconds, time_to_ready_seconds",
+        "finetuned_model_id",
+    ),
+    "failure_rates_weekly": (
+        "cohort_week, models, ready, failed, cancelled, in_flight, resolved, failure_rate, wilson_low, wilson_high",
+        "cohort_week",
+    ),
     "time_in_status": ("finetuned_model_id, status, visits, closed_seconds, currently_in", "1, 2"),
 }
 
@@ -460,5 +512,7 @@ def test_postgres_views_match_duckdb(workdir: Path, postgres_url: str) -> None:
         found = [{k: comparable(v) for k, v in row.items()} for row in rows(postgres, view, columns, order=order)]
         assert found == expected, view
     assert {row["finetuned_model_id"]: row["first_outcome"] for row in rows(postgres, "model_lifecycle")} == {
-        "retried": "failed", "cancelled": "cancelled", "same_time": "ready"
+        "retried": "failed",
+        "cancelled": "cancelled",
+        "same_time": "ready",
     }

@@ -18,8 +18,15 @@ from pipelines.views import create_views
 from tests.test_views import VIEWS, Event, events_table, hand_made, make_pipeline, model_rows, rows, ts
 
 RANK = {
-    "UNSPECIFIED": 0, "QUEUED": 1, "FINETUNING": 2, "DEPLOYING_API": 3, "READY": 4, "TEMPORARILY_OFFLINE": 5,
-    "PAUSED": 6, "FAILED": 7, "DELETED": 8,
+    "UNSPECIFIED": 0,
+    "QUEUED": 1,
+    "FINETUNING": 2,
+    "DEPLOYING_API": 3,
+    "READY": 4,
+    "TEMPORARILY_OFFLINE": 5,
+    "PAUSED": 6,
+    "FAILED": 7,
+    "DELETED": 8,
 }
 STATUSES = [f"STATUS_{status}" for status in RANK] + ["STATUS_BRAND_NEW", "odd_one"]
 START = datetime(2026, 2, 1, tzinfo=UTC)
@@ -64,8 +71,9 @@ def event_logs(draw: st.DrawFn) -> list[Event]:
     for _ in range(draw(st.integers(1, 4))):
         model_id = f"model-{next(counter)}"
         for _ in range(draw(st.integers(1, 8))):
-            moment = START + timedelta(minutes=30 * draw(st.integers(0, 12)),
-                                       microseconds=draw(st.sampled_from([0, 500_000, 123_456])))
+            moment = START + timedelta(
+                minutes=30 * draw(st.integers(0, 12)), microseconds=draw(st.sampled_from([0, 500_000, 123_456]))
+            )
             status = draw(st.sampled_from(STATUSES))
             user = draw(st.sampled_from([None, "u1", "u2"]))
             stamp = moment.isoformat().replace("+00:00", "Z")
@@ -92,8 +100,18 @@ def test_views_agree_with_python(shared: tuple[dlt.Pipeline, list[Event]], logs:
     for model_id in dict.fromkeys(event[0] for event in logs):
         expected = expected_intervals([event for event in logs if event[0] == model_id])
         found = rows(pipeline, "status_intervals", where=f"finetuned_model_id = '{model_id}'", order="interval_seq")
-        assert [(r["status"], r["entered_at"], r["exited_at"], r["n_events"], r["prev_status"], r["next_status"],
-                 r["entered_by"]) for r in found] == expected
+        assert [
+            (
+                r["status"],
+                r["entered_at"],
+                r["exited_at"],
+                r["n_events"],
+                r["prev_status"],
+                r["next_status"],
+                r["entered_by"],
+            )
+            for r in found
+        ] == expected
         for row, interval in zip(found, expected, strict=True):
             assert row["is_open"] == (interval[2] is None)
             if interval[2] is not None:
@@ -102,13 +120,18 @@ def test_views_agree_with_python(shared: tuple[dlt.Pipeline, list[Event]], logs:
     found_outcomes = rows(pipeline, "model_lifecycle", "finetuned_model_id, first_outcome")
     every = {row["finetuned_model_id"]: row["first_outcome"] for row in found_outcomes}
     assert {model_id: every[model_id] for model_id in outcomes} == outcomes
-    all_outcomes = [first_outcome(expected_intervals([e for e in loaded if e[0] == m]))
-                    for m in dict.fromkeys(e[0] for e in loaded)]
+    all_outcomes = [
+        first_outcome(expected_intervals([e for e in loaded if e[0] == m])) for m in dict.fromkeys(e[0] for e in loaded)
+    ]
     assert sorted(every.values()) == sorted(all_outcomes)
     (rates,) = rows(pipeline, "failure_rates")
     failed, ready = all_outcomes.count("failed"), all_outcomes.count("ready")
     assert (rates["models"], rates["ready"], rates["failed"], rates["cancelled"], rates["in_flight"]) == (
-        len(all_outcomes), ready, failed, all_outcomes.count("cancelled"), all_outcomes.count("in_flight")
+        len(all_outcomes),
+        ready,
+        failed,
+        all_outcomes.count("cancelled"),
+        all_outcomes.count("in_flight"),
     )
     if ready + failed:
         assert rates["failure_rate"] == pytest.approx(failed / (ready + failed))
