@@ -23,7 +23,7 @@ from pipelines.source import SOURCE_NAME, MixedOriginError, RunReport, cohere_fi
 
 # DuckDB's buffer pool for a run's load, beyond which it spills to a temporary folder beside the warehouse: without
 # a cap it keeps every block the load writes in memory, and a run's peak grows with the events it loads.
-DUCKDB_MEMORY_LIMIT = "48MB"
+DUCKDB_MEMORY_LIMIT = "32MB"
 
 
 class LockedError(Exception):

@@ -237,7 +237,7 @@ def test_a_run_never_imports_pandas(fake: Fake, workdir: Path) -> None:
     assert len(warehouse_events()) == len(expected_events(fake.world))
 
 
-@pytest.mark.parametrize(("configured", "limit"), [(None, "45.7 MiB"), ('{"memory_limit": "1GB"}', "953.6 MiB")])
+@pytest.mark.parametrize(("configured", "limit"), [(None, "30.5 MiB"), ('{"memory_limit": "1GB"}', "953.6 MiB")])
 def test_duckdb_memory_is_capped_unless_the_user_configures_it(
     workdir: Path, monkeypatch: pytest.MonkeyPatch, configured: str | None, limit: str
 ) -> None:
