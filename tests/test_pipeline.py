@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, Faults, World
-from pipelines.runner import make_pipeline
+from pipelines.runner import DUCKDB_ROWS_PER_INSERT, make_pipeline
 from tests.support import NOW, Fake, ForwardProxy, cli, empty_model, expected_events, query, warehouse_events
 
 
@@ -263,3 +263,15 @@ def test_the_environments_proxy_carries_the_requests(fake: Fake, monkeypatch: py
     else:
         assert proxy.urls and all(url.startswith(f"{fake.url}/v1/finetuning/") for url in proxy.urls)
         assert len(proxy.urls) == fake.api.stats.requests
+
+
+def test_more_models_than_one_insert_statement_holds(workdir: Path) -> None:
+    """DuckDB gets the model table in statements of DUCKDB_ROWS_PER_INSERT rows: every model still lands once."""
+    world = World(models=2 * DUCKDB_ROWS_PER_INSERT + 30, seed=11, now=NOW)
+    with FakeApiServer(FakeCohereApi(world)) as server:
+        env = {"CO_API_URL": server.url, "CO_API_KEY": DEFAULT_API_KEY}
+        result = cli("run", "--requests-per-minute", "0", env=env)
+    assert result.exit_code == 0, result.stderr
+    ids = [row[0] for row in query("select id from cohere_finetuning.finetuned_models")]
+    assert sorted(ids) == sorted(world.models)
+    assert set(warehouse_events()) == expected_events(world)
