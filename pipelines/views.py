@@ -2,12 +2,14 @@
 
 Each ``sql/NN_<view>.sql`` holds one ``select`` and becomes the view ``<view>``, applied in file order.
 
-Views on views: dlt qualifies and translates a query with its schema, which knows the loaded tables but not
-our views. So before translation, every reference to an earlier view is replaced (with sqlglot, on the
-parsed query, never by text) by that view's own query, already expanded the same way, as a subquery aliased
-with the view's name. Each view then reads only ``events`` and ``finetuned_models``, dlt can qualify and
-translate it for any SQL destination, and no view depends on another in the database: recreating one never
-breaks or cascades to the others, and PostgreSQL's drop-and-create cannot take dependent views with it.
+Views on views: on DuckDB the files are created as they are; DuckDB binds a view's names (tables and earlier
+views) in the view's own schema when it is queried, and replacing a view never cascades. Other destinations
+need dlt to qualify and translate each query with its schema, which knows the loaded tables but not our views.
+So there, before translation, every reference to an earlier view is replaced (with sqlglot, on the parsed query,
+never by text) by that view's own query, already expanded the same way, as a subquery aliased with the view's
+name. Each view then reads only ``events`` and ``finetuned_models``, dlt can qualify and translate it for any
+SQL destination, and no view depends on another in the database: recreating one never breaks or cascades to the
+others, and PostgreSQL's drop-and-create cannot take dependent views with it.
 
 Empty warehouses: a run that loaded no models leaves dlt without the ``events`` and ``finetuned_models``
 tables (dlt creates tables only for data). Those are then created empty through dlt's own job client,
@@ -107,13 +109,14 @@ def ensure_source_tables(client: SqlJobClientBase) -> list[str]:
 def translated_views(pipeline: dlt.Pipeline, schema: dlt.Schema) -> list[tuple[str, str]]:
     """Every view's query in the destination's dialect, qualified for its dataset.
 
-    DuckDB needs no translation: the files are DuckDB SQL, and DuckDB resolves a view's unqualified table names in
-    the view's own schema. Elsewhere translating takes sqlglot most of a second, so the result is kept in the
-    pipeline's working folder and reused until the SQL files, the destination, the dataset or the schema change.
+    DuckDB takes the files as they are: they are DuckDB SQL, DuckDB resolves a view's unqualified names (tables and
+    earlier views) in the view's own schema when the view is queried, and replacing a view never cascades. Elsewhere
+    translating takes sqlglot most of a second, so the result is kept in the pipeline's working folder and reused
+    until the SQL files, the destination, the dataset or the schema change.
     """
     files = view_files()
     if pipeline.destination.destination_type == "dlt.destinations.duckdb":
-        return list(expand_views(files))
+        return files
     identity = repr((files, pipeline.destination.destination_type, pipeline.dataset_name, schema.version_hash))
     key = hashlib.sha256(identity.encode()).hexdigest()
     cache = Path(pipeline.working_dir) / "translated_views.json"
