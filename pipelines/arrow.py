@@ -18,13 +18,16 @@ UTC_MICROS = pa.timestamp("us", tz="UTC")
 
 def strings(values: Sequence[str | None]) -> pa.Array:
     """A string array; None becomes null."""
-    encoded = [value.encode() if value is not None else b"" for value in values]
-    offsets = array("i", accumulate(map(len, encoded), initial=0))
-    return pa.Array.from_buffers(
-        pa.string(),
-        len(values),
-        [validity(values), pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))],
-    )
+    mask = validity(values)
+    texts: Sequence[str] = values if mask is None else [value or "" for value in values]  # type: ignore[assignment]
+    joined = "".join(texts)
+    if joined.isascii():  # one byte a character: the lengths without encoding each value
+        data, lengths = joined.encode(), list(map(len, texts))
+    else:
+        encoded = [text.encode() for text in texts]
+        data, lengths = b"".join(encoded), list(map(len, encoded))
+    offsets = array("i", accumulate(lengths, initial=0))
+    return pa.Array.from_buffers(pa.string(), len(values), [mask, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
 def repeated(value: str, count: int) -> pa.Array:

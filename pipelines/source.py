@@ -266,37 +266,50 @@ async def fetch_model(
 
 def events_table(model_id: str, events: list[dict[str, Any]], where: str) -> tuple[pa.Table, list[tuple[int, str]]]:
     """One page of events as a typed Arrow table, and each event's key: (microseconds since the epoch, status)."""
-    statuses, users, stamps = [], [], []
-    for event in events:
-        created_at = event.get("created_at")
-        status = event.get("status", "STATUS_UNSPECIFIED")  # proto3 JSON omits the zero enum value
-        user_id = event.get("user_id")
-        if not isinstance(created_at, str) or not isinstance(status, str) or not isinstance(user_id, str | None):
-            raise MalformedResponseError(f"malformed event in {where}: {event!r:.120}")
-        statuses.append(status)
-        users.append(user_id or None)
-        stamps.append(created_at)
-    created = parse_timestamps(stamps, where)
+    stamps = [event.get("created_at") for event in events]
+    statuses = [event.get("status", "STATUS_UNSPECIFIED") for event in events]  # proto3 JSON omits the zero enum
+    users = [event.get("user_id") for event in events]
+    if not (only(stamps, STR) and only(statuses, STR) and only(users, STR_OR_NONE)):
+        raise MalformedResponseError(f"malformed event in {where}: {first_malformed(events)!r:.120}")
+    users = [user_id or None for user_id in users]  # an empty user id is no user
+    created = parse_timestamps(stamps, where)  # type: ignore[arg-type]  # all strings, checked above
     table = pa.Table.from_arrays(
-        [
-            arrow.repeated(model_id, len(events)),
-            arrow.strings(users),
-            arrow.strings(statuses),
-            created,
-        ],
+        [arrow.repeated(model_id, len(events)), arrow.strings(users), arrow.strings(statuses), created],
         schema=EVENTS_SCHEMA,
     )
     micros = created.cast(pa.int64()).to_pylist()
     return table, list(zip(micros, statuses, strict=True))
 
 
+STR: frozenset[type] = frozenset({str})
+STR_OR_NONE: frozenset[type] = frozenset({str, type(None)})
+
+
+def only(values: list[Any], types: frozenset[type]) -> bool:
+    """Whether every value has exactly one of these types (a set of types: much faster than a loop in Python)."""
+    return set(map(type, values)) <= types
+
+
+def first_malformed(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first event without a string time and status, or with a user id that is not a string."""
+    for event in events:
+        fields = [event.get("created_at"), event.get("status", ""), event.get("user_id")]
+        if not (only(fields[:2], STR) and only(fields[2:], STR_OR_NONE)):
+            return event
+    raise AssertionError("no malformed event")
+
+
 def parse_timestamps(stamps: list[str], where: str) -> pa.Array:
     """RFC 3339 strings (any offset, 0 to 9 fractional digits) as UTC microseconds; nanoseconds are truncated."""
+    texts = arrow.strings(stamps)
     try:
-        parsed = arrow.strings(stamps).cast(pa.timestamp("ns", tz="UTC"))
+        return texts.cast(arrow.UTC_MICROS)
+    except pa.ArrowInvalid:
+        pass  # more than 6 fractional digits, or a form Arrow does not parse
+    try:
+        return texts.cast(pa.timestamp("ns", tz="UTC")).cast(arrow.UTC_MICROS, safe=False)  # truncated to micros
     except pa.ArrowInvalid:
         return arrow.int64s([to_micros(lenient(stamp, where)) for stamp in stamps], arrow.UTC_MICROS)
-    return parsed.cast(arrow.UTC_MICROS, safe=False)  # warehouses keep microseconds
 
 
 def lenient(stamp: str, where: str) -> datetime:

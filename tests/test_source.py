@@ -44,11 +44,18 @@ def test_omitted_fields_load_as_the_api_means_them() -> None:
 
 @pytest.mark.parametrize(
     "event",
-    [{"status": "STATUS_READY"}, {"status": 3, "created_at": "2025-03-01T00:00:00Z"}, {"created_at": 1740787200}],
+    [
+        {"status": "STATUS_READY"},
+        {"status": 3, "created_at": "2025-03-01T00:00:00Z"},
+        {"created_at": 1740787200},
+        {"created_at": "2025-03-01T00:00:00Z", "user_id": 7},
+    ],
 )
 def test_events_without_a_usable_time_or_status_are_malformed(event: dict[str, object]) -> None:
-    with pytest.raises(MalformedResponseError, match=r"malformed event in model m-1, page 2"):
-        events_table("m-1", [event], "model m-1, page 2")
+    good = {"status": "STATUS_READY", "created_at": "2025-03-01T00:00:00Z"}
+    with pytest.raises(MalformedResponseError, match=r"malformed event in model m-1, page 2: \{") as raised:
+        events_table("m-1", [good, event], "model m-1, page 2")
+    assert repr(event)[:40] in str(raised.value)  # names the bad event, not the first one
 
 
 @pytest.mark.parametrize(
