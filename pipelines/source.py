@@ -35,6 +35,7 @@ EVENTS_SCHEMA = pa.schema(
         pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
     ]
 )
+UTC_NANOS = pa.timestamp("ns", tz="UTC")
 BATCH_ROWS = 20_000  # events handed to dlt at once: big enough to be cheap, small enough to stay flat
 
 
@@ -301,15 +302,11 @@ def first_malformed(events: list[dict[str, Any]]) -> dict[str, Any]:
 
 def parse_timestamps(stamps: list[str], where: str) -> pa.Array:
     """RFC 3339 strings (any offset, 0 to 9 fractional digits) as UTC microseconds; nanoseconds are truncated."""
-    texts = arrow.strings(stamps)
     try:
-        return texts.cast(arrow.UTC_MICROS)
-    except pa.ArrowInvalid:
-        pass  # more than 6 fractional digits, or a form Arrow does not parse
-    try:
-        return texts.cast(pa.timestamp("ns", tz="UTC")).cast(arrow.UTC_MICROS, safe=False)  # truncated to micros
+        parsed = arrow.strings(stamps).cast(UTC_NANOS)  # nanoseconds: protobuf JSON writes up to 9 digits
     except pa.ArrowInvalid:
         return arrow.int64s([to_micros(lenient(stamp, where)) for stamp in stamps], arrow.UTC_MICROS)
+    return parsed.cast(arrow.UTC_MICROS, safe=False)  # warehouses keep microseconds
 
 
 def lenient(stamp: str, where: str) -> datetime:
