@@ -111,7 +111,6 @@ def make_pipeline(destination: str = "duckdb", progress: bool = False) -> dlt.Pi
     """The dlt pipeline for this warehouse, with its working folder kept apart from other warehouses."""
     target: str | Destination[Any, Any] = destination
     if destination == "duckdb":
-        cap_duckdb_memory()
         # dlt loads the model table as one INSERT ... VALUES statement, and DuckDB needed 90 MB to parse one of 1,000
         # rows (440 MB for 5,000). In statements of 100 rows, 1,000 models take about 10 MB.
         target = dlt.destinations.duckdb(max_rows_per_insert=DUCKDB_ROWS_PER_INSERT)
@@ -125,12 +124,23 @@ def make_pipeline(destination: str = "duckdb", progress: bool = False) -> dlt.Pi
     )
 
 
-def cap_duckdb_memory() -> None:
-    """Cap DuckDB's memory during loads, unless the user has configured DuckDB's global settings the dlt way."""
+@contextmanager
+def duckdb_memory_cap(destination: str) -> Iterator[None]:
+    """Cap DuckDB's memory while a run loads, unless the user configured DuckDB's global settings the dlt way.
+
+    Only for the run: a load spills to disk beyond the cap, but queries such as the views' window functions may
+    not, so connections opened afterwards in the same process get DuckDB's default again.
+    """
     name = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
-    if name in os.environ or dlt.config.get("destination.duckdb.credentials.global_config") is not None:
+    configured = name in os.environ or dlt.config.get("destination.duckdb.credentials.global_config") is not None
+    if destination != "duckdb" or configured:
+        yield
         return
     os.environ[name] = orjson.dumps({"memory_limit": DUCKDB_MEMORY_LIMIT}).decode()
+    try:
+        yield
+    finally:
+        del os.environ[name]
 
 
 def warehouse_simulated(pipeline: dlt.Pipeline) -> bool | None:
@@ -147,7 +157,7 @@ def run_load(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
 
     options.validate()
     started = time.monotonic()
-    with warehouse_lock(config.pipelines_dir(options.destination)):
+    with warehouse_lock(config.pipelines_dir(options.destination)), duckdb_memory_cap(options.destination):
         pipeline = make_pipeline(options.destination, options.progress)
         finished_pending = finish_pending(pipeline)
         expect_simulated = warehouse_simulated(pipeline)

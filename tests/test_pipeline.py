@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, Faults, World
-from pipelines.runner import DUCKDB_ROWS_PER_INSERT, make_pipeline
+from pipelines.runner import DUCKDB_ROWS_PER_INSERT, duckdb_memory_cap, make_pipeline
 from tests.support import NOW, Fake, ForwardProxy, cli, empty_model, expected_events, query, warehouse_events
 
 
@@ -238,16 +238,21 @@ def test_a_run_never_imports_pandas(fake: Fake, workdir: Path) -> None:
 
 
 @pytest.mark.parametrize(("configured", "limit"), [(None, "30.5 MiB"), ('{"memory_limit": "1GB"}', "953.6 MiB")])
-def test_duckdb_memory_is_capped_unless_the_user_configures_it(
+def test_duckdb_memory_is_capped_for_the_run_unless_the_user_configures_it(
     workdir: Path, monkeypatch: pytest.MonkeyPatch, configured: str | None, limit: str
 ) -> None:
     name = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
-    monkeypatch.setenv(name, configured or "")
     if configured is None:
-        monkeypatch.delenv(name)  # recorded, so the cap the run sets is undone after the test
-    pipeline = make_pipeline("duckdb")
-    with pipeline.sql_client() as client:
+        monkeypatch.delenv(name, raising=False)
+    else:
+        monkeypatch.setenv(name, configured)
+    with duckdb_memory_cap("duckdb"), make_pipeline("duckdb").sql_client() as client:
         assert client.execute_sql("select current_setting('memory_limit')") == [(limit,)]
+    # afterwards, queries in the same process (a notebook's, say) get DuckDB's default or the user's setting
+    assert os.environ.get(name) == configured
+    with make_pipeline("duckdb").sql_client() as client:
+        after = client.execute_sql("select current_setting('memory_limit')")[0][0]
+    assert after == limit if configured else after != limit
 
 
 @pytest.mark.parametrize("exempt", [False, True])
