@@ -270,8 +270,10 @@ def events_table(model_id: str, events: list[dict[str, Any]], where: str) -> tup
     stamps = [event.get("created_at") for event in events]
     statuses = [event.get("status", "STATUS_UNSPECIFIED") for event in events]  # proto3 JSON omits the zero enum
     users = [event.get("user_id") for event in events]
-    if not (only(stamps, STR) and only(statuses, STR) and only(users, STR_OR_NONE)):
-        raise MalformedResponseError(f"malformed event in {where}: {first_malformed(events)!r:.120}")
+    columns = ((stamps, STR), (statuses, STR), (users, STR_OR_NONE))
+    if not all(only(values, types) for values, types in columns):
+        bad = next(i for i in range(len(events)) if any(type(values[i]) not in types for values, types in columns))
+        raise MalformedResponseError(f"malformed event in {where}: {events[bad]!r:.120}")
     users = [user_id or None for user_id in users]  # an empty user id is no user
     created = parse_timestamps(stamps, where)  # type: ignore[arg-type]  # all strings, checked above
     table = pa.Table.from_arrays(
@@ -289,15 +291,6 @@ STR_OR_NONE: frozenset[type] = frozenset({str, type(None)})
 def only(values: list[Any], types: frozenset[type]) -> bool:
     """Whether every value has exactly one of these types (a set of types: much faster than a loop in Python)."""
     return set(map(type, values)) <= types
-
-
-def first_malformed(events: list[dict[str, Any]]) -> dict[str, Any]:
-    """The first event without a string time and status, or with a user id that is not a string."""
-    for event in events:
-        fields = [event.get("created_at"), event.get("status", ""), event.get("user_id")]
-        if not (only(fields[:2], STR) and only(fields[2:], STR_OR_NONE)):
-            return event
-    raise AssertionError("no malformed event")
 
 
 def parse_timestamps(stamps: list[str], where: str) -> pa.Array:
