@@ -80,6 +80,15 @@ EVENT_COLUMNS: TTableSchemaColumns = {
     "created_at": {"data_type": "timestamp", "nullable": False, "timezone": True, "precision": 6},
 }
 
+METRICS_KEY = ("finetuned_model_id", "step_number", "metric")
+METRIC_COLUMNS: TTableSchemaColumns = {
+    "finetuned_model_id": {"data_type": "text", "nullable": False},
+    "step_number": {"data_type": "bigint", "nullable": False},
+    "created_at": {"data_type": "timestamp", "nullable": False, "timezone": True, "precision": 6},
+    "metric": {"data_type": "text", "nullable": False},
+    "value": {"data_type": "double", "nullable": True},
+}
+
 
 class MixedOriginError(Exception):
     """Simulated and real API data would end up in one warehouse."""
