@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.export import MANIFEST, NAMES, PARTITIONED, TABLES, export_warehouse
+from pipelines.export import MANIFEST, NAMES, PARTITIONED, TABLES, export_warehouse, swap_by_renames
 from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World
 from pipelines.runner import LoadOptions, run_load
 
@@ -357,3 +357,15 @@ def test_a_repeat_export_killed_at_any_step_leaves_a_complete_export(world: Worl
         pytest.fail("the export never finished")
     assert crashes >= 3  # the chmod, the exchange and the clean-up were each interrupted
     assert set(json.loads((folder / MANIFEST).read_text())["tables"]) == {"finetuned_models", "events"}
+
+
+def test_the_fallback_swap_without_renameat2_replaces_the_export_too(world: World, workdir: Path) -> None:
+    load(world)
+    folder = workdir / "export"
+    export_warehouse(folder, ["finetuned_models", "events"])
+    staging = workdir / ".export.export-by-hand"
+    export_warehouse(staging, ["finetuned_models"])  # a complete new export beside the old one
+    swap_by_renames(staging, folder)
+    assert not staging.exists() and siblings(folder) == []
+    assert {path.name for path in folder.iterdir()} == {"finetuned_models.parquet", MANIFEST}
+    assert is_complete_export(folder)
