@@ -231,6 +231,24 @@ def print_report(output_format: str) -> str:
 
 
 @app.command()
+def status(
+    destination: Destination = "duckdb",
+    output_format: Annotated[str, typer.Option("--format", help="table (for people) or json (for scripts).")] = "table",
+) -> None:
+    """For operators: the warehouse, its last load, anything pending and how fresh each part is. Read-only."""
+    quiet_logs()
+    if output_format not in ("table", "json"):
+        finish("error: --format must be table or json", EXIT_USAGE)
+
+    def action() -> str:
+        from pipelines.status import print_status
+
+        return print_status(destination, output_format)
+
+    guarded(action)
+
+
+@app.command()
 def export(
     directory: Annotated[Path, typer.Argument(help="Folder to write Parquet files into.")],
     tables: Annotated[

@@ -13,6 +13,8 @@ from dlt.common.pipeline import get_dlt_pipelines_dir
 PIPELINE_NAME = "cohere_events"
 DATASET_NAME = "cohere_finetuning"
 DUCKDB_FILE = "cohere_events.duckdb"
+NO_FILE = "the DuckDB credentials name no database file ({}): give a file path, e.g. cohere_events.duckdb"
+PIPELINE_LOCATION = ":pipeline:"  # dlt's marker for a DuckDB file in the pipeline's working folder
 DEFAULT_BASE_URL = "https://api.cohere.com"
 KEY_HELP = "set CO_API_KEY (or COHERE_API_KEY), or api_key under [sources.cohere_finetuning] in .dlt/secrets.toml"
 
@@ -49,26 +51,85 @@ def base_url() -> str:
 
 
 def destination_identity(destination: str) -> str:
-    """What tells one warehouse from another: the DuckDB file's absolute path, else the credentials."""
+    """What tells one warehouse from another: the DuckDB file's absolute path, else the credentials.
+
+    For DuckDB this is the file a new pipeline would write from here, so the default ``cohere_events.duckdb`` in the
+    working directory keeps the identity (and dlt working folder) it always had.
+    """
     if destination == "duckdb":
-        path = duckdb_path()
-        return str(path) if path else repr(dlt.secrets.get("destination.duckdb.credentials"))
+        database = duckdb_database()
+        return database if database == PIPELINE_LOCATION else str(Path(database).resolve())
     return f"{destination}:{dlt.secrets.get(f'destination.{destination}.credentials')!s}"
 
 
-def duckdb_path() -> Path | None:
-    """The DuckDB file this run writes, when the destination is the default DuckDB one."""
-    configured: Any = dlt.secrets.get("destination.duckdb.credentials")
-    if configured and not isinstance(configured, str):
-        return None
-    return Path(str(configured or DUCKDB_FILE)).resolve()
+def duckdb_path() -> Path:
+    """The DuckDB file that ``run`` writes, found the way dlt's duckdb destination finds it for this pipeline.
+
+    dlt places a relative path (or the default ``cohere_events.duckdb``) in the folder where the pipeline was first
+    created (its local state's ``initial_cwd``), and ``:pipeline:`` in the pipeline's working folder, so both are read
+    from dlt's working folder when it exists. ConfigError when the credentials name no file (``:memory:``).
+    """
+    working_dir = pipelines_dir("duckdb") / PIPELINE_NAME
+    local = local_state(working_dir)
+    database = duckdb_database(
+        pipeline_working_dir=str(working_dir),
+        local_dir=local.get("initial_cwd"),
+        legacy_db_path=local.get("duckdb_database"),
+    )
+    return Path(database).resolve()
+
+
+def duckdb_database(**local_files: str | None) -> str:
+    """The ``database`` of dlt's resolved duckdb credentials (secrets, config, environment, pipeline sections).
+
+    ``local_files`` binds what a pipeline binds (working folder, ``initial_cwd``); unbound, a relative path is taken
+    from dlt's local dir (the working directory) and ``:pipeline:`` is returned as it is.
+    """
+    from dlt.common.configuration.exceptions import ConfigurationException
+    from dlt.common.configuration.resolve import inject_section
+    from dlt.common.configuration.specs.config_section_context import ConfigSectionContext
+    from dlt.destinations.impl.duckdb.configuration import NON_ATTACHABLE_LOCATIONS
+    from dlt.destinations.impl.duckdb.exceptions import InvalidInMemoryDuckdbCredentials
+
+    bound: dict[str, Any] = {key: value for key, value in local_files.items() if value is not None}
+    factory = dlt.destinations.duckdb(pipeline_name=PIPELINE_NAME, **bound)
+    initial = factory.spec()
+    initial.dataset_name = DATASET_NAME
+    section = ConfigSectionContext(
+        pipeline_name=PIPELINE_NAME, sections=(), merge_style=ConfigSectionContext.prefer_existing
+    )
+    try:
+        with inject_section(section):
+            database = factory.configuration(initial).credentials.database
+    except RuntimeError as error:
+        if PIPELINE_LOCATION in str(error):  # `:pipeline:` without the pipeline's working folder
+            return PIPELINE_LOCATION
+        raise
+    except InvalidInMemoryDuckdbCredentials:
+        raise ConfigError(NO_FILE.format(":memory:")) from None
+    except ConfigurationException as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ConfigError(f"bad DuckDB credentials: {first}") from None
+    if not isinstance(database, str) or database in NON_ATTACHABLE_LOCATIONS:
+        raise ConfigError(NO_FILE.format(database))
+    return database
+
+
+def local_state(working_dir: Path) -> dict[str, Any]:
+    """The ``_local`` part of dlt's pipeline state in ``working_dir``; empty when there is none yet."""
+    from dlt.common.versioned_state import json_decode_state
+
+    try:
+        state = json_decode_state((working_dir / "state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    local = state.get("_local") if isinstance(state, dict) else None
+    return local if isinstance(local, dict) else {}
 
 
 def existing_warehouse(command: str) -> Path:
     """The local DuckDB file that ``command`` reads; ConfigError when there is none."""
     path = duckdb_path()
-    if path is None:
-        raise ConfigError(f"{command} reads the local DuckDB warehouse, but its credentials are not a file path")
     if not path.is_file():
         raise ConfigError(f"no warehouse at {path}: run `cohere-events run` (or `demo`) here first")
     return path

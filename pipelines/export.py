@@ -2,12 +2,16 @@
 
 ``events`` is split by the UTC month of ``created_at`` (hive style, ``DIR/events/month=2025-03/*.parquet``); every
 other table and view is one file, ``DIR/<name>.parquet``. A manifest (``_cohere_events_export.json``) marks the
-folder as ours: a repeat export builds the new folder beside the old one and swaps them with renames, and a folder
-without the manifest that holds anything is refused untouched.
+folder as ours: a repeat export builds the new folder beside the old one and exchanges the two in one atomic
+rename (Linux ``renameat2``), so DIR never goes missing, and a folder without the manifest that holds anything is
+refused untouched.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import functools
 import json
 import os
 import shutil
@@ -18,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -38,6 +43,8 @@ NAMES = TABLES + VIEWS
 PARTITIONED = {"events": ("created_at", "month")}  # table: (timestamp column, partition column)
 MANIFEST = "_cohere_events_export.json"
 MANIFEST_FORMAT = "cohere-events export"
+AT_FDCWD = -100  # renameat2: paths relative to the working directory
+RENAME_EXCHANGE = 2
 TIMESTAMP_TYPES = ("TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "DATETIME")
 
 
@@ -235,11 +242,52 @@ def write_manifest(staging: Path, warehouse: Path, results: dict[str, Exported])
 
 
 def swap_into_place(staging: Path, target: Path) -> None:
-    """Replace ``target`` with ``staging`` by renames in the same folder; put the old one back on failure."""
+    """Put ``staging`` at ``target`` in one step: at every moment ``target`` is either the old or the new export.
+
+    An existing ``target`` is exchanged with ``staging`` by one ``renameat2(RENAME_EXCHANGE)``, so the old export
+    ends up at ``staging``, which the caller deletes; a crash before that leaves the complete new export at
+    ``target`` and the old one in the hidden staging folder.
+    """
     os.chmod(staging, 0o777 & ~current_umask())
     if not target.exists():
         staging.rename(target)
-        return
+    elif not exchange(staging, target):
+        swap_by_renames(staging, target)
+
+
+def exchange(first: Path, second: Path) -> bool:
+    """Atomically exchange two paths (Linux ``renameat2`` with ``RENAME_EXCHANGE``); False where unsupported."""
+    function = renameat2()
+    if function is None:
+        return False
+    if function(AT_FDCWD, os.fsencode(first), AT_FDCWD, os.fsencode(second), RENAME_EXCHANGE) == 0:
+        return True
+    error = ctypes.get_errno()
+    if error in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):  # an old kernel or a filesystem without it
+        return False
+    raise OSError(error, os.strerror(error), str(second))
+
+
+@functools.cache
+def renameat2() -> Any:
+    """libc's ``renameat2`` (glibc 2.28+), or None on other systems."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    function.restype = ctypes.c_int
+    return function
+
+
+def swap_by_renames(staging: Path, target: Path) -> None:
+    """The fallback without ``renameat2``: two renames, so ``target`` is briefly absent between them.
+
+    A reader may miss the export for that moment, and a crash between the renames leaves it at a hidden
+    ``.DIR.old-*`` folder beside ``target``; the old export is put back if the second rename fails.
+    """
     retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
     retired.rmdir()
     target.rename(retired)

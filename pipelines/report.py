@@ -59,9 +59,26 @@ def read_report(path: Path) -> dict[str, Any]:
                 ) from None
             names = [column[0] for column in result.description]
             found[key] = [{n: plain(v) for n, v in zip(names, row, strict=True)} for row in result.fetchall()]
+        found["data_as_of"] = last_load_time(con)
     found["time_in_status"].sort(key=lambda row: status_rank(row["status"]))
     found["failure_rate"] = found["failure_rate"][0] if found["failure_rate"] else None
     return found
+
+
+def last_load_time(con: duckdb.DuckDBPyConnection) -> str | None:
+    """When the last successful load finished (dlt's ``_dlt_loads``), ISO 8601 UTC; None before any load."""
+    try:
+        row = con.execute(f"select max(inserted_at) from {config.DATASET_NAME}._dlt_loads where status = 0").fetchone()
+    except duckdb.CatalogException:
+        return None
+    return plain(row[0]) if row and row[0] is not None else None
+
+
+def header(report: dict[str, Any]) -> str:
+    """The first line of the tables: which warehouse and how old its data is."""
+    moment = report["data_as_of"]
+    as_of = "no load yet" if moment is None else f"data as of {moment[:19].replace('T', ' ')} UTC"
+    return f"{report['warehouse']}: {as_of}"
 
 
 def plain(value: Any) -> Any:
@@ -174,6 +191,8 @@ def print_report(output_format: str) -> str:
         print(summary(report), file=sys.stderr, flush=True)
         return ""
     console = Console() if sys.stdout.isatty() else Console(width=120)  # cron mail and pipes: no wrapping
+    console.print(header(report), highlight=False, soft_wrap=True)
+    console.print()
     for table in tables(report):
         console.print(table)
         console.print()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.export import MANIFEST, NAMES, PARTITIONED, TABLES
+from pipelines.export import MANIFEST, NAMES, PARTITIONED, TABLES, export_warehouse, swap_by_renames
 from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World
 from pipelines.runner import LoadOptions, run_load
 
@@ -250,3 +252,120 @@ def test_export_without_a_warehouse_is_a_usage_error(workdir: Path) -> None:
     assert result.exit_code == 2
     assert "no warehouse" in result.output
     assert not (workdir / "out").exists()
+
+
+def test_a_reader_never_finds_the_export_missing_during_repeat_exports(world: World, workdir: Path) -> None:
+    load(world)
+    folder = workdir / "export"
+    names = ["finetuned_models", "failure_rates"]
+    export_warehouse(folder, names)
+    missing: list[str] = []
+    reads = 0
+    stop = threading.Event()
+
+    def read_forever() -> None:
+        nonlocal reads
+        while not stop.is_set():
+            try:
+                manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+                listed = manifest["tables"]["finetuned_models"]["path"]
+                assert (folder / listed).read_bytes()[:4] == b"PAR1"
+                reads += 1
+            except FileNotFoundError as error:
+                missing.append(str(error.filename))
+
+    reader = threading.Thread(target=read_forever, daemon=True)
+    reader.start()
+    try:
+        for _ in range(32):
+            export_warehouse(folder, names)
+    finally:
+        stop.set()
+        reader.join(timeout=30)
+    assert not reader.is_alive()
+    assert missing == [], f"the export was missing {len(missing)} times out of {reads + len(missing)} reads"
+    assert reads > 0
+    assert siblings(folder) == []
+    assert is_complete_export(folder)
+
+
+def is_complete_export(folder: Path) -> bool:
+    """Whether ``folder`` holds our manifest and every file it lists, with the rows it claims."""
+    manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    for name, table in manifest["tables"].items():
+        rows = query(f"select count(*) from {parquet_source(folder, name)}")[0][0]
+        if rows != table["rows"]:
+            return False
+    return manifest["format"] == "cohere-events export" and bool(manifest["tables"])
+
+
+CRASH_DURING_EXPORT = """
+import os, signal, sys
+from pathlib import Path
+from pipelines.export import MANIFEST, export_warehouse
+
+target, crash_at = Path(sys.argv[1]), int(sys.argv[2])
+ours = (target.name, f".{target.name}.")
+armed, steps = False, 0
+
+def step(event, args):
+    # every change to the export folders once the new export is written, and every foreign call (renameat2)
+    if event == "ctypes.call_function":
+        return True
+    if event in ("os.rename", "os.replace", "os.chmod", "os.mkdir", "os.rmdir", "shutil.rmtree") and args:
+        path = Path(os.fsdecode(args[0])) if isinstance(args[0], (str, bytes, os.PathLike)) else None
+        return path is not None and path.parent == target.parent and path.name.startswith(ours)
+    return False
+
+def crash_at_step(event, args):
+    global armed, steps
+    if event == "open" and str(args[0]).endswith(MANIFEST) and "w" in str(args[1]):
+        armed = True
+    elif armed and step(event, args):
+        steps += 1
+        if steps == crash_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+sys.addaudithook(crash_at_step)
+export_warehouse(target, ["finetuned_models", "events"])
+print("finished after", steps, "steps")
+"""
+
+
+def test_a_repeat_export_killed_at_any_step_leaves_a_complete_export(world: World, workdir: Path) -> None:
+    load(world)
+    folder = workdir / "export"
+    export_warehouse(folder, ["finetuned_models"])
+    crashes = 0
+    for crash_at in range(1, 20):
+        done = subprocess.run(
+            [sys.executable, "-c", CRASH_DURING_EXPORT, str(folder), str(crash_at)],
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert folder.is_dir(), f"killed at step {crash_at}, the export folder was gone"
+        assert is_complete_export(folder), crash_at
+        if done.returncode == 0:
+            assert done.stdout.startswith("finished"), done.stdout
+            break
+        assert done.returncode == -signal.SIGKILL, done.stderr
+        crashes += 1
+    else:
+        pytest.fail("the export never finished")
+    assert crashes >= 3  # the chmod, the exchange and the clean-up were each interrupted
+    assert set(json.loads((folder / MANIFEST).read_text())["tables"]) == {"finetuned_models", "events"}
+
+
+def test_the_fallback_swap_without_renameat2_replaces_the_export_too(world: World, workdir: Path) -> None:
+    load(world)
+    folder = workdir / "export"
+    export_warehouse(folder, ["finetuned_models", "events"])
+    staging = workdir / ".export.export-by-hand"
+    export_warehouse(staging, ["finetuned_models"])  # a complete new export beside the old one
+    swap_by_renames(staging, folder)
+    assert not staging.exists() and siblings(folder) == []
+    assert {path.name for path in folder.iterdir()} == {"finetuned_models.parquet", MANIFEST}
+    assert is_complete_export(folder)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dlt
@@ -33,12 +34,23 @@ def report(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def last_load(workdir: Path) -> tuple[datetime]:
+    """When dlt recorded the newest successful load, in UTC."""
+    with duckdb.connect(str(workdir / "cohere_events.duckdb"), read_only=True) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        row = con.execute("select max(inserted_at) from cohere_finetuning._dlt_loads where status = 0").fetchone()
+    assert row is not None and row[0] is not None
+    return (row[0].astimezone(UTC),)
+
+
 def test_report_tables_for_people(workdir: Path) -> None:
     warehouse(workdir, EVENTS)
     done = report(workdir)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     assert lines[-1] == "report: 3 models, failure rate 50.0% (95% 9.5-90.5%), 1 stale model"
+    (loaded_at,) = last_load(workdir)
+    assert lines[0] == f"{workdir / 'cohere_events.duckdb'}: data as of {loaded_at:%Y-%m-%d %H:%M:%S} UTC"
     text = done.stdout
     for expected in (
         "Time in status",
@@ -61,6 +73,8 @@ def test_report_json_for_scripts(workdir: Path) -> None:
     found = json.loads(done.stdout)  # nothing but JSON on stdout
     assert done.stderr.strip().endswith("report: 3 models, failure rate 50.0% (95% 9.5-90.5%), 1 stale model")
     assert found["warehouse"] == str(workdir / "cohere_events.duckdb")
+    (loaded_at,) = last_load(workdir)
+    assert found["data_as_of"] == loaded_at.isoformat().replace("+00:00", "Z")
     times = {row["status"]: row for row in found["time_in_status"]}
     assert [row["status"] for row in found["time_in_status"]][:3] == ["QUEUED", "FINETUNING", "DEPLOYING_API"]
     assert times["QUEUED"]["p50_seconds"] == 3600.0 and times["QUEUED"]["closed_intervals"] == 3
