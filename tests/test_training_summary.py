@@ -110,6 +110,11 @@ def load(pipeline: dlt.Pipeline, metrics: Sequence[Metric] = METRICS) -> dlt.Pip
     return pipeline
 
 
+def load_hand_made(root: Path) -> dlt.Pipeline:
+    """The hand-made metrics, events and models in ``root/cohere_events.duckdb``, views created."""
+    return load(make_pipeline(root))
+
+
 def summary(pipeline: dlt.Pipeline) -> dict[tuple[str, str], dict[str, Any]]:
     found = rows(pipeline, "training_summary", order="finetuned_model_id, metric")
     return {(row.pop("finetuned_model_id"), row.pop("metric")): row for row in found}
