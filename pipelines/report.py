@@ -212,6 +212,7 @@ def tables(report: dict[str, Any]) -> list[Table]:
             duration(row["max_seconds"]),
         )
     overall = [("all", report["failure_rate"])] if report["failure_rate"] else []
+    training = report.get("training")  # None: views from before training metrics; no rows: nothing trained
     weekly = [(row["cohort_week"], row) for row in report["failure_rates_weekly"]]
     stale = Table(title="Stale models (queued, training or deploying for over 48 h)", title_justify="left")
     for column in ("model", "name", "status", "since (UTC)", "stuck for"):
@@ -229,7 +230,7 @@ def tables(report: dict[str, Any]) -> list[Table]:
         rate_table("Failure rate of first attempts", "cohort", overall),
         rate_table(f"By cohort week (UTC Monday), last {RECENT_WEEKS} weeks", "week", weekly),
         stale,
-        *(training_tables(report["training"]) if report.get("training") is not None else []),
+        *(training_tables(training) if training and training["by_base_model"] else []),
     ]
 
 

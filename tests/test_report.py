@@ -155,3 +155,11 @@ def test_report_on_a_warehouse_from_before_training_metrics(workdir: Path) -> No
     done = report(workdir)
     assert done.returncode == 0, done.stderr
     assert "Training" not in done.stdout and "Time in status" in done.stdout
+
+
+def test_report_without_training_metrics_has_no_training_tables(workdir: Path) -> None:
+    warehouse(workdir, EVENTS)  # current views, but no model logged metrics
+    done = report(workdir, "--format", "json")
+    assert json.loads(done.stdout)["training"] == {"by_base_model": [], "diverged": []}
+    done = report(workdir)
+    assert done.returncode == 0 and "Training" not in done.stdout and "Diverged" not in done.stdout
