@@ -42,6 +42,11 @@ def int64s(values: Sequence[int], type: pa.DataType = INT64) -> pa.Array:
     return pa.Array.from_buffers(type, len(values), [None, pa.py_buffer(array("q", values))])
 
 
+def float64s(values: Sequence[float]) -> pa.Array:
+    """A non-null array of doubles (NaN and infinities included)."""
+    return pa.Array.from_buffers(pa.float64(), len(values), [None, pa.py_buffer(array("d", values))])
+
+
 def validity(values: Sequence[object]) -> pa.Buffer | None:
     """Arrow's validity bitmap (bit i set when values[i] is not None); None when nothing is null."""
     if None not in values:

@@ -50,6 +50,18 @@ Progress = Annotated[
     ),
 ]
 Timeout = Annotated[float, typer.Option("--timeout", help="Seconds to wait for one API response.")]
+RecheckHours = Annotated[
+    float,
+    typer.Option(
+        "--recheck-hours",
+        help="Re-read every model at least this often even if the model list shows no change (0: every run).",
+    ),
+]
+Full = Annotated[bool, typer.Option("--full", help="Re-read every model's events and metrics now, changed or not.")]
+Metrics = Annotated[
+    bool,
+    typer.Option("--metrics/--no-metrics", help="Load training-step metrics too (off: status history only)."),
+]
 LogFile = Annotated[
     Path | None,
     typer.Option("--log-file", help="Also append the summary and any error to this file (for cron)."),
@@ -126,6 +138,9 @@ def run(
     requests_per_minute: RequestsPerMinute = 500,
     lookback: Lookback = 3600,
     timeout: Timeout = 30,
+    recheck_hours: RecheckHours = 24,
+    full: Full = False,
+    metrics: Metrics = True,
     progress: Progress = None,
     log_file: LogFile = None,
 ) -> None:
@@ -143,6 +158,9 @@ def run(
             requests_per_minute=requests_per_minute,
             lookback_seconds=lookback,
             timeout_seconds=timeout,
+            recheck_hours=recheck_hours,
+            full=full,
+            metrics=metrics,
             progress=progress,
         )
         return run_load(config.api_key(), config.base_url(), options).line()

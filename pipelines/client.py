@@ -169,14 +169,22 @@ class FinetuningClient:
         async for number, events in self.pages(path, "events", f"model {model_id}", order="created_at desc"):
             yield number, events
 
+    async def metric_pages(self, model_id: str) -> AsyncGenerator[tuple[int, list[dict[str, Any]]]]:
+        """A model's training steps as (page number, steps); the endpoint takes no order_by."""
+        path = f"{MODELS_PATH}/{quote(model_id, safe='')}/training-step-metrics"
+        async for number, steps in self.pages(path, "step_metrics", f"model {model_id}", order=None):
+            yield number, steps
+
     async def pages(
-        self, path: str, items_key: str, what: str, order: str = "created_at"
+        self, path: str, items_key: str, what: str, order: str | None = "created_at"
     ) -> AsyncIterator[tuple[int, list[dict[str, Any]]]]:
         token: str | None = None
         number = 0
         while True:
             number += 1
-            params: dict[str, Any] = {"page_size": self.settings.page_size, "order_by": order}
+            params: dict[str, Any] = {"page_size": self.settings.page_size}
+            if order:
+                params["order_by"] = order
             if token:
                 params["page_token"] = token
             where = f"{what}, page {number}"

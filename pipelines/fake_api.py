@@ -65,6 +65,7 @@ class Event:
 class Model:
     body: dict[str, Any]
     events: list[Event] = field(default_factory=list)
+    written_at: datetime | None = None  # when an event was last written late: the record's updated_at moves then
 
     @property
     def id(self) -> str:
@@ -205,6 +206,8 @@ def model_body_at(model: Model, now: datetime) -> dict[str, Any]:
         return body
     body["status"] = visible[-1].status
     body["updated_at"] = format_timestamp(visible[-1])
+    if model.written_at and visible[-1].created_at < model.written_at <= now:
+        body["updated_at"] = format_timestamp(Event("", model.written_at, None, 6))
     ready = [e for e in visible if e.status == "STATUS_READY"]
     if ready:
         body["completed_at"] = format_timestamp(ready[0])
@@ -312,6 +315,8 @@ class World:
         with self.lock:
             model = self.models[model_id]
             event = Event(status, truncate(created_at, digits), user_id, digits)
+            if model.events and event.created_at < model.events[-1].created_at:
+                model.written_at = max(self.now, model.written_at or self.now)  # a late event: the record moves
             model.events.append(event)
             model.events.sort(key=lambda e: e.created_at)  # stable: ties keep the order they were added in
             return event

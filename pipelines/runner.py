@@ -19,6 +19,7 @@ from dlt.common.destination.exceptions import DestinationUndefinedEntity
 from dlt.common.runtime.collector import LogCollector, NullCollector
 
 from pipelines import config
+from pipelines.changes import DEFAULT_RECHECK_HOURS
 from pipelines.client import CohereApiError
 from pipelines.source import SOURCE_NAME, MixedOriginError, RunReport, cohere_finetuning
 
@@ -43,6 +44,9 @@ class LoadOptions:
     requests_per_minute: int = 500
     lookback_seconds: float = 3600
     timeout_seconds: float = 30
+    recheck_hours: float = DEFAULT_RECHECK_HOURS
+    full: bool = False
+    metrics: bool = True
     progress: bool = False
 
     def validate(self) -> None:
@@ -52,6 +56,7 @@ class LoadOptions:
             "--requests-per-minute must be 0 (no limit) or more": self.requests_per_minute >= 0,
             "--lookback must be 0 or more seconds": self.lookback_seconds >= 0,
             "--timeout must be more than 0 seconds": self.timeout_seconds > 0,
+            "--recheck-hours must be 0 or more": self.recheck_hours >= 0,
         }
         for message, ok in checks.items():
             if not ok:
@@ -72,15 +77,22 @@ class LoadSummary:
     requests: int
     retries: int
     seconds: float
+    new_metric_rows: int = 0
+    fetched: int = 0
+    unchanged: int = 0
+    paged_in_full: int = 0
     finished_pending: bool = False
     skipped: list[str] = field(default_factory=list)
     views: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         text = (
-            f"loaded {self.models} models, {self.new_events} new events in {self.seconds:.1f} s "
-            f"({self.requests} requests, {self.retries} retries)"
+            f"loaded {self.models} models, {self.new_events} new events, {self.new_metric_rows} new metric values "
+            f"in {self.seconds:.1f} s ({self.requests} requests, {self.retries} retries; "
+            f"fetched {self.fetched} models, skipped {self.unchanged} unchanged)"
         )
+        if self.paged_in_full:
+            text += f"; paged {self.paged_in_full} models in full: the API did not list them newest first"
         if self.skipped:
             text += f"; skipped {len(self.skipped)}: {'; '.join(self.skipped[:3])}"
         if self.finished_pending:
@@ -162,6 +174,7 @@ def run_load(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
         finished_pending = finish_pending(pipeline)
         expect_simulated = warehouse_simulated(pipeline)
         events_before = count_rows(pipeline, "events")
+        metrics_before = count_rows(pipeline, "training_step_metrics")
         report = RunReport()
         source = cohere_finetuning(
             api_key=api_key,
@@ -172,6 +185,9 @@ def run_load(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
             requests_per_minute=options.requests_per_minute,
             lookback_seconds=options.lookback_seconds,
             timeout_seconds=options.timeout_seconds,
+            recheck_hours=options.recheck_hours,
+            full=options.full,
+            metrics=options.metrics,
             report=report,
             expect_simulated=expect_simulated,
         )
@@ -186,6 +202,7 @@ def run_load(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
                 raise MixedOriginError(f"{cause}: {warehouse_name(options.destination)}") from None
             raise
         new_events = count_rows(pipeline, "events") - events_before
+        new_metric_rows = count_rows(pipeline, "training_step_metrics") - metrics_before
         views = create_views(pipeline)
     return LoadSummary(
         models=report.models,
@@ -193,6 +210,10 @@ def run_load(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
         requests=report.requests.requests,
         retries=report.requests.retries,
         seconds=time.monotonic() - started,
+        new_metric_rows=new_metric_rows,
+        fetched=report.fetched,
+        unchanged=report.unchanged,
+        paged_in_full=len(report.paged_in_full),
         finished_pending=finished_pending,
         skipped=report.skipped,
         views=views,

@@ -1,12 +1,22 @@
-"""The dlt source: fine-tuned models merged on ``id`` and their status events, with a cursor per model."""
+"""The dlt source: fine-tuned models merged on ``id``, their status events and training-step metrics.
+
+Each model has its own cursor in dlt state for events (a timestamp) and for metrics (a step). A model's children
+are read only when the model is new, its ``status`` or ``updated_at`` changed, or its periodic re-check is due: see
+:mod:`pipelines.changes`. The model list feeds one producer per child table, with a bounded queue, so the number of
+pages of models never matters to dlt.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 import dlt
@@ -16,6 +26,7 @@ from dlt.common.schema.typing import TTableSchemaColumns
 from dlt.sources import DltResource
 
 from pipelines import arrow
+from pipelines.changes import ModelRef, Rechecks
 from pipelines.client import (
     ClientSettings,
     FinetuningClient,
@@ -35,8 +46,21 @@ EVENTS_SCHEMA = pa.schema(
         pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
     ]
 )
+METRICS_SCHEMA = pa.schema(
+    [
+        pa.field("finetuned_model_id", pa.string(), nullable=False),
+        pa.field("step_number", pa.int64(), nullable=False),
+        pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("metric", pa.string(), nullable=False),
+        pa.field("value", pa.float64()),
+    ]
+)
 UTC_NANOS = pa.timestamp("ns", tz="UTC")
-BATCH_ROWS = 20_000  # events handed to dlt at once: big enough to be cheap, small enough to stay flat
+BATCH_ROWS = 20_000  # rows handed to dlt at once: big enough to be cheap, small enough to stay flat
+NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}  # protobuf JSON's non-finite doubles
+UNTRAINED = {"STATUS_QUEUED", "STATUS_UNSPECIFIED", ""}  # a model in these has no training metrics yet
+
+log = logging.getLogger(__name__)
 
 
 def _cols(data_type: TDataType, *names: str) -> TTableSchemaColumns:
@@ -79,7 +103,6 @@ EVENT_COLUMNS: TTableSchemaColumns = {
     "status": {"data_type": "text", "nullable": False},
     "created_at": {"data_type": "timestamp", "nullable": False, "timezone": True, "precision": 6},
 }
-
 METRICS_KEY = ("finetuned_model_id", "step_number", "metric")
 METRIC_COLUMNS: TTableSchemaColumns = {
     "finetuned_model_id": {"data_type": "text", "nullable": False},
@@ -101,7 +124,31 @@ class RunReport:
     requests: RequestStats = field(default_factory=RequestStats)
     models: int = 0
     events: int = 0
+    metric_rows: int = 0
+    fetched: int = 0  # models whose events were read
+    unchanged: int = 0  # models skipped as unchanged since the last committed load
     skipped: list[str] = field(default_factory=list)
+    paged_in_full: set[str] = field(default_factory=set)  # models whose listing was not newest first
+
+    def out_of_order(self, model_id: str, what: str) -> None:
+        """Note a listing that was not newest first; warn once per run."""
+        if not self.paged_in_full:
+            log.warning(
+                "the API did not list %s of model %s newest first (it may ignore order_by); such models are "
+                "paged to the end, so nothing is lost, at the cost of more requests",
+                what,
+                model_id,
+            )
+        self.paged_in_full.add(model_id)
+
+
+@dataclass
+class ChildOptions:
+    """How the children of the listed models are read this run."""
+
+    lookback: timedelta
+    rechecks: Rechecks
+    always: bool  # --model-id: fetch whatever the state says
 
 
 @dlt.source(name=SOURCE_NAME, section=SOURCE_NAME, max_table_nesting=2)
@@ -114,13 +161,18 @@ def cohere_finetuning(
     requests_per_minute: int = 500,
     lookback_seconds: float = 3600,
     timeout_seconds: float = 30,
+    recheck_hours: float = 24,
+    full: bool = False,
+    metrics: bool = True,
     report: RunReport | None = None,
     expect_simulated: bool | None = None,
-) -> tuple[DltResource, DltResource]:
-    """Fine-tuned models and their status events from Cohere's fine-tuning API.
+) -> list[DltResource]:
+    """Fine-tuned models, their status events and training-step metrics from Cohere's fine-tuning API.
 
-    ``model_ids`` limits the run to those models; ``lookback_seconds`` re-reads that far behind each model's
-    cursor for late events. ``expect_simulated`` refuses data from the other kind of API (simulated or real).
+    ``model_ids`` limits the run to those models (always read); ``lookback_seconds`` re-reads that far behind each
+    model's event cursor for late events. Unchanged models are skipped until their re-check, due once every
+    ``recheck_hours``, or now with ``full``. ``metrics=False`` leaves training-step metrics out.
+    ``expect_simulated`` refuses data from the other kind of API (simulated or real).
     """
     settings = ClientSettings(
         base_url=base_url,
@@ -131,7 +183,13 @@ def cohere_finetuning(
         timeout_seconds=timeout_seconds,
     )
     report = report or RunReport()
+    options = ChildOptions(
+        lookback=timedelta(seconds=lookback_seconds),
+        rechecks=Rechecks(period_seconds=recheck_hours * 3600, full=full, now=time.time()),
+        always=bool(model_ids),
+    )
     limits: list[SharedLimits] = []  # made on first use, inside dlt's event loop
+    feeds = {"events": ModelFeed(), **({"training_step_metrics": ModelFeed()} if metrics else {})}
 
     def client() -> FinetuningClient:
         if not limits:
@@ -140,44 +198,182 @@ def cohere_finetuning(
 
     @dlt.resource(name="finetuned_models", write_disposition="merge", primary_key="id", columns=MODEL_COLUMNS)
     async def finetuned_models() -> AsyncIterator[list[dict[str, Any]]]:
-        async with client() as api:
-            async for page in model_pages(api, model_ids, report):
-                check_origin(report.requests.simulated, expect_simulated)
-                dlt.current.source_state()["simulated"] = report.requests.simulated
-                yield page
+        try:
+            async with client() as api:
+                async for page in model_pages(api, model_ids, report):
+                    check_origin(report.requests.simulated, expect_simulated)
+                    dlt.current.source_state()["simulated"] = report.requests.simulated
+                    refs = [ModelRef.of(model) for model in page]
+                    for feed in feeds.values():
+                        feed.publish(refs)
+                    yield page
+        finally:
+            for feed in feeds.values():
+                feed.close()
 
-    @dlt.transformer(  # type: ignore[call-overload]  # dlt's stubs omit the dict form of write_disposition
+    @dlt.resource(  # type: ignore[call-overload]  # dlt's stubs omit the dict form of write_disposition
         name="events",
-        data_from=finetuned_models,
         write_disposition={"disposition": "merge", "strategy": "insert-only"},
         primary_key=EVENTS_KEY,
         columns=EVENT_COLUMNS,
     )
-    async def events(models: list[dict[str, Any]]) -> AsyncIterator[pa.Table]:
-        cursors: dict[str, str] = dlt.current.resource_state("events").setdefault("cursors", {})
-        ids = [str(model["id"]) for model in models]
+    async def events() -> AsyncIterator[pa.Table]:
+        state = dlt.current.resource_state("events")  # by name: async code has no current resource
+        cursors: dict[str, str] = state.setdefault("cursors", {})
+        checked: dict[str, list[Any]] = state.setdefault("checked", {})
+
+        def wanted(model: ModelRef) -> bool:
+            fetch = options.always or options.rechecks.due(model, checked.get(model.id))
+            report.fetched += fetch
+            report.unchanged += not fetch
+            return fetch
+
+        async def fetch(api: FinetuningClient, model: ModelRef, out: asyncio.Queue[pa.Table | None]) -> None:
+            newest = await fetch_events(api, model.id, cursors.get(model.id), options.lookback, out, report)
+            if newest is not None:
+                cursors[model.id] = newest
+            checked[model.id] = options.rechecks.mark(model)
+
         async with client() as api:
-            async for table in new_events(api, ids, cursors, timedelta(seconds=lookback_seconds), report):
+            async for table in fan_out(api, feeds["events"], wanted, fetch, "events of model", report):
+                report.events += table.num_rows
                 yield table
 
-    return finetuned_models, events
+    @dlt.resource(  # type: ignore[call-overload]
+        name="training_step_metrics",
+        write_disposition={"disposition": "merge", "strategy": "insert-only"},
+        primary_key=METRICS_KEY,
+        columns=METRIC_COLUMNS,
+    )
+    async def training_step_metrics() -> AsyncIterator[pa.Table]:
+        state = dlt.current.resource_state("training_step_metrics")
+        steps: dict[str, int] = state.setdefault("steps", {})
+        checked: dict[str, list[Any]] = state.setdefault("checked", {})
+
+        def wanted(model: ModelRef) -> bool:
+            if model.status in UNTRAINED:
+                return False
+            return (
+                model.status == "STATUS_FINETUNING"
+                or options.always
+                or options.rechecks.due(model, checked.get(model.id))
+            )
+
+        async def fetch(api: FinetuningClient, model: ModelRef, out: asyncio.Queue[pa.Table | None]) -> None:
+            highest = await fetch_metrics(api, model.id, steps.get(model.id), out, report)
+            if highest is not None:
+                steps[model.id] = highest
+            checked[model.id] = options.rechecks.mark(model)
+
+        async with client() as api:
+            feed = feeds["training_step_metrics"]
+            async for table in fan_out(api, feed, wanted, fetch, "training-step metrics of model", report):
+                report.metric_rows += table.num_rows
+                yield table
+
+    return [finetuned_models, events, *([training_step_metrics] if metrics else [])]
+
+
+class ModelFeed:
+    """The listed models, handed from the model list to one child resource. Unbounded: it holds only small
+    references, and the model list must never wait for a child (dlt runs them side by side)."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[ModelRef | None] = asyncio.Queue()
+
+    def publish(self, models: list[ModelRef]) -> None:
+        for model in models:
+            self.queue.put_nowait(model)
+
+    def close(self) -> None:
+        self.queue.put_nowait(None)
+
+    async def next(self) -> ModelRef | None:
+        """The next listed model; None (again and again) once the list is done."""
+        model = await self.queue.get()
+        if model is None:
+            self.queue.put_nowait(None)  # for the other workers
+        return model
+
+
+Fetch = Callable[[FinetuningClient, ModelRef, "asyncio.Queue[pa.Table | None]"], Awaitable[None]]
+
+
+async def fan_out(
+    api: FinetuningClient,
+    feed: ModelFeed,
+    wanted: Callable[[ModelRef], bool],
+    fetch: Fetch,
+    what: str,
+    report: RunReport,
+) -> AsyncIterator[pa.Table]:
+    """Fetch the wanted models of ``feed`` a few at a time; yield their rows in batches of about BATCH_ROWS.
+
+    One producer and one bounded queue for all models: as many models are paged at once as keep every request
+    slot busy, and a slow consumer only pauses them.
+    """
+    out: asyncio.Queue[pa.Table | None] = asyncio.Queue(maxsize=64)
+    collector = dlt.current.pipeline().collector
+
+    async def worker() -> None:
+        while (model := await feed.next()) is not None:
+            if not wanted(model):
+                continue
+            try:
+                await fetch(api, model, out)
+            except ModelNotFoundError:
+                report.skipped.append(f"{what} {model.id} not found (404)")
+            collector.update(f"{what.split()[0]} of models")
+
+    async def workers() -> None:
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(api.settings.concurrency * 2):
+                    group.create_task(worker())
+        except ExceptionGroup as failures:
+            raise failures.exceptions[0] from None  # the first failure, with its one-line message
+        finally:
+            await out.put(None)
+
+    producer = asyncio.create_task(workers())
+    pending: list[pa.Table] = []
+    rows = 0
+    try:
+        while (table := await out.get()) is not None:
+            pending.append(table)
+            rows += table.num_rows
+            if rows >= BATCH_ROWS:
+                yield pa.concat_tables(pending)
+                pending, rows = [], 0
+        await producer  # raises the first failure of any model
+        if rows:
+            yield pa.concat_tables(pending)
+    finally:
+        if not producer.done():
+            producer.cancel()
+            await asyncio.gather(producer, return_exceptions=True)
 
 
 async def model_pages(
     api: FinetuningClient, model_ids: Sequence[str] | None, report: RunReport
 ) -> AsyncIterator[list[dict[str, Any]]]:
-    """Pages of models: the whole list, or only the named models (a 404 is reported and skipped)."""
+    """Pages of models: the whole list, or only the named models (a 404 is reported and skipped). A model that a
+    shifting list shows twice is passed on once."""
     if not model_ids:
+        listed: set[str] = set()
         async for page in api.list_model_pages():
-            report.models += len(page)
-            yield page
+            fresh = [model for model in page if str(model["id"]) not in listed]
+            listed.update(str(model["id"]) for model in fresh)
+            report.models += len(fresh)
+            if fresh:
+                yield fresh
         return
     found = []
     for model_id in dict.fromkeys(model_ids):
         try:
             found.append(await api.get_model(model_id))
         except ModelNotFoundError:
-            report.skipped.append(f"model {model_id} not found")
+            report.skipped.append(f"model {model_id} not found (404)")
     report.models += len(found)
     if found:
         yield found
@@ -190,88 +386,94 @@ def check_origin(simulated: bool | None, expect_simulated: bool | None) -> None:
     raise MixedOriginError(f"this warehouse holds {other} Cohere data; refusing to load {this} data into it")
 
 
-async def new_events(
-    api: FinetuningClient,
-    model_ids: list[str],
-    cursors: dict[str, str],
-    lookback: timedelta,
-    report: RunReport,
-) -> AsyncIterator[pa.Table]:
-    """New events of many models fetched at once, in batches of about BATCH_ROWS rows."""
-    queue: asyncio.Queue[pa.Table | None] = asyncio.Queue(maxsize=64)
+class NewestFirst:
+    """Whether a listing is really newest first, so that paging may stop early.
 
-    collector = dlt.current.pipeline().collector
+    A newest-first listing starts at or above what the last run saw as newest, and never rises within a page or
+    from one page to the next. Anything else (a deployment that ignores ``order_by``, an unordered or mixed
+    listing) is paged to the end.
+    """
 
-    async def fetch(model_id: str) -> None:
-        try:
-            async with api.limits.models_at_once:  # shared by every page of models dlt runs at once
-                newest = await fetch_model(api, model_id, cursors.get(model_id), lookback, queue)
-        except ModelNotFoundError:
-            report.skipped.append(f"events of model {model_id} not found (404)")
-            return
-        finally:
-            collector.update("models paged")
-        if newest is not None:
-            cursors[model_id] = newest
+    def __init__(self, cursor: int | None) -> None:
+        self.cursor = cursor
+        self.last: int | None = None
+        self.holds = cursor is not None  # the first read of a model pages to the end anyway
 
-    async def fetch_all() -> None:
-        try:
-            async with asyncio.TaskGroup() as group:
-                for model_id in model_ids:
-                    group.create_task(fetch(model_id))
-        except ExceptionGroup as failures:
-            raise failures.exceptions[0] from None  # the first failure, with its one-line message
-        finally:
-            await queue.put(None)
-
-    producer = asyncio.create_task(fetch_all())
-    pending: list[pa.Table] = []
-    rows = 0
-    try:
-        while (table := await queue.get()) is not None:
-            pending.append(table)
-            rows += table.num_rows
-            if rows >= BATCH_ROWS:
-                report.events += rows
-                yield pa.concat_tables(pending)
-                pending, rows = [], 0
-        await producer  # raises the first failure of any model
-        if rows:
-            report.events += rows
-            yield pa.concat_tables(pending)
-    finally:
-        if not producer.done():
-            producer.cancel()
-            await asyncio.gather(producer, return_exceptions=True)
+    def check(self, values: list[int]) -> bool:
+        """Take the next page's sort values in the order served; False once the order is broken."""
+        if not self.holds or not values:
+            return self.holds
+        first_ok = values[0] >= self.cursor if self.last is None else values[0] <= self.last  # type: ignore[operator]
+        self.holds = first_ok and all(a >= b for a, b in pairwise(values))
+        self.last = values[-1]
+        return self.holds
 
 
-async def fetch_model(
+async def fetch_events(
     api: FinetuningClient,
     model_id: str,
     cursor: str | None,
     lookback: timedelta,
-    queue: asyncio.Queue[pa.Table | None],
+    out: asyncio.Queue[pa.Table | None],
+    report: RunReport,
 ) -> str | None:
     """Page a model's events newest first until past its cursor minus the lookback; returns the new cursor."""
-    floor = datetime.fromisoformat(cursor) - lookback if cursor else None
-    floor_us = to_micros(floor) if floor else None
+    cursor_us = to_micros(datetime.fromisoformat(cursor)) if cursor else None
+    floor_us = cursor_us - lookback // timedelta(microseconds=1) if cursor_us is not None else None
+    order = NewestFirst(cursor_us)
     seen: set[tuple[int, str]] = set()
-    newest = to_micros(datetime.fromisoformat(cursor)) if cursor else None
+    newest = cursor_us
     async with aclosing(api.event_pages(model_id)) as pages:
         async for number, events in pages:
             table, keys = events_table(model_id, events, f"model {model_id}, page {number}")
             micros = [key[0] for key in keys]
-            keep = [key not in seen and (floor_us is None or key[0] >= floor_us) for key in keys]
-            seen.update(keys)
+            trusted = order.check(micros)
+            if not trusted and cursor_us is not None:
+                report.out_of_order(model_id, "the events")
+            keep = [
+                index
+                for index, key in enumerate(keys)
+                if (floor_us is None or key[0] >= floor_us) and not (key in seen or seen.add(key))  # type: ignore[func-returns-value]
+            ]
             if micros:
-                newest = max(newest or micros[0], max(micros))
-            if all(keep):
-                await queue.put(table)
-            elif any(keep):
-                await queue.put(table.take(arrow.int64s([index for index, kept in enumerate(keep) if kept])))
-            if floor_us is not None and micros and min(micros) < floor_us:
+                newest = max(newest if newest is not None else micros[0], max(micros))
+            if len(keep) == len(keys):
+                await out.put(table)
+            elif keep:
+                await out.put(table.take(arrow.int64s(keep)))
+            if trusted and floor_us is not None and micros and min(micros) < floor_us:
                 break
     return from_micros(newest) if newest is not None else None
+
+
+async def fetch_metrics(
+    api: FinetuningClient,
+    model_id: str,
+    highest: int | None,
+    out: asyncio.Queue[pa.Table | None],
+    report: RunReport,
+) -> int | None:
+    """Page a model's training-step metrics newest step first until past its highest loaded step; returns the new
+    highest step. The endpoint takes no ``order_by``: the order served is checked before paging stops early."""
+    order = NewestFirst(highest)
+    seen: set[tuple[int, str]] = set()
+    async with aclosing(api.metric_pages(model_id)) as pages:
+        async for number, items in pages:
+            table, steps = metrics_table(model_id, items, f"model {model_id}, training-step metrics page {number}")
+            trusted = order.check(steps)
+            if not trusted and highest is not None:
+                report.out_of_order(model_id, "the training-step metrics")
+            keys = zip(table.column("step_number").to_pylist(), table.column("metric").to_pylist(), strict=True)
+            keep = [index for index, key in enumerate(keys) if not (key in seen or seen.add(key))]  # type: ignore[func-returns-value]
+            if steps:
+                highest = max(highest if highest is not None else steps[0], max(steps))
+            if len(keep) == table.num_rows:
+                await out.put(table)
+            elif keep:
+                await out.put(table.take(arrow.int64s(keep)))
+            if trusted and order.cursor is not None and steps and min(steps) <= order.cursor:
+                break
+    return highest
 
 
 def events_table(model_id: str, events: list[dict[str, Any]], where: str) -> tuple[pa.Table, list[tuple[int, str]]]:
@@ -291,6 +493,51 @@ def events_table(model_id: str, events: list[dict[str, Any]], where: str) -> tup
     )
     micros = created.cast(pa.int64()).to_pylist()
     return table, list(zip(micros, statuses, strict=True))
+
+
+def metrics_table(model_id: str, items: list[dict[str, Any]], where: str) -> tuple[pa.Table, list[int]]:
+    """One page of training steps as a typed Arrow table in long form (a row per step and metric), and each
+    step's number in the order served."""
+    steps: list[int] = []
+    stamps: list[str] = []
+    names: list[str] = []
+    values: list[float] = []
+    step_of_row: list[int] = []
+    stamp_of_row: list[int] = []
+    for index, item in enumerate(items):
+        step = item.get("step_number", 0)  # proto3 JSON omits step 0
+        stamp = item.get("created_at")
+        measured = item.get("metrics", {})
+        if type(step) is not int or not isinstance(stamp, str) or not isinstance(measured, dict):
+            raise MalformedResponseError(f"malformed step in {where}: {item!r:.120}")
+        steps.append(step)
+        stamps.append(stamp)
+        for name, value in measured.items():
+            names.append(name)
+            values.append(metric_value(value, name, where))
+            step_of_row.append(step)
+            stamp_of_row.append(index)
+    created = parse_timestamps(stamps, where).cast(pa.int64()).to_pylist()
+    table = pa.Table.from_arrays(
+        [
+            arrow.repeated(model_id, len(names)),
+            arrow.int64s(step_of_row),
+            arrow.int64s([created[index] for index in stamp_of_row], arrow.UTC_MICROS),
+            arrow.strings(names),
+            arrow.float64s(values),
+        ],
+        schema=METRICS_SCHEMA,
+    )
+    return table, steps
+
+
+def metric_value(value: Any, name: str, where: str) -> float:
+    """A metric as a double: numbers as they are, protobuf JSON's "NaN", "Infinity" and "-Infinity" as those."""
+    if type(value) is float or type(value) is int:
+        return float(value)
+    if isinstance(value, str) and value in NON_FINITE:
+        return NON_FINITE[value]
+    raise MalformedResponseError(f"malformed value of metric {name!r} in {where}: {value!r:.60}")
 
 
 STR: frozenset[type] = frozenset({str})

@@ -111,7 +111,7 @@ def test_a_malformed_page_fails_naming_model_and_page_and_commits_nothing(fake: 
     fake.world.advance(5 * 86400)
     model = next(m for m in fake.world.models if len(fake.world.events_of(m)) > 3)
     fake.api.inject(f"{model}/events", "malformed")
-    result = cli("run", "--page-size", "2")
+    result = cli("run", "--page-size", "2", "--full")
     assert result.exit_code == 1
     assert last_line(result.stderr) == f"error: malformed JSON in the response for model {model}, page 1"
     assert sorted(warehouse_events()) == sorted(before)

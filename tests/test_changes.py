@@ -1,0 +1,175 @@
+"""Runs cost what changed: unchanged models are skipped, changed, new and late-written ones are read, every model
+is re-checked once per period, and what was seen commits only with a load."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from pipelines import source
+from pipelines.changes import ModelRef, Rechecks
+from pipelines.config import pipelines_dir
+from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World
+from tests.support import NOW, Fake, cli, empty_model, expected_events, warehouse_events
+
+DAY = 86400.0
+
+
+def assert_exact(world: World) -> None:
+    rows = warehouse_events()
+    assert len(rows) == len(set(rows)), "duplicate events in the warehouse"
+    assert set(rows) == expected_events(world)
+
+
+def requests_of(fake: Fake, kind: str) -> int:
+    return fake.api.stats.by_kind.get(kind, 0)
+
+
+def training(world: World) -> int:
+    """Models the list shows in FINETUNING: their metrics are read on every run."""
+    return sum(1 for body in world.model_list() if body.get("status") == "STATUS_FINETUNING")
+
+
+def test_a_no_change_run_requests_only_the_list_and_the_metrics_of_models_in_training(fake: Fake) -> None:
+    assert cli("run").exit_code == 0
+    before = dict(fake.api.stats.by_kind)
+    result = cli("run", "--page-size", "10")
+    assert result.exit_code == 0, result.stderr
+    models = len(fake.world.models)
+    assert requests_of(fake, "list_models") - before["list_models"] == -(-models // 10)
+    assert requests_of(fake, "list_events") == before["list_events"], "an unchanged model's events were read"
+    assert requests_of(fake, "list_metrics") - before["list_metrics"] == training(fake.world)
+    assert f"fetched 0 models, skipped {models} unchanged" in result.stdout
+    assert_exact(fake.world)
+
+
+def test_changed_new_and_late_written_models_are_read(fake: Fake) -> None:
+    assert cli("run").exit_code == 0
+    changed, late, *_ = [m for m in fake.world.models.values() if len(fake.world.events_of(m.id)) >= 3]
+    newest = fake.world.events_of(changed.id)[-1].created_at
+    fake.world.add_event(changed.id, "STATUS_PAUSED", min(NOW, newest + timedelta(seconds=5)), user_id="u-1")
+    written = fake.world.events_of(late.id)
+    # Written late: older than the model's newest event, so its status stays; the API moves updated_at.
+    fake.world.add_event(late.id, "STATUS_TEMPORARILY_OFFLINE", written[-1].created_at - timedelta(seconds=30))
+    empty_model(fake.world, "model-new")
+    fake.world.add_event("model-new", "STATUS_QUEUED", NOW - timedelta(minutes=5))
+    before = requests_of(fake, "list_events")
+    result = cli("run")
+    assert result.exit_code == 0, result.stderr
+    assert requests_of(fake, "list_events") - before == 3
+    assert "fetched 3 models" in result.stdout
+    assert_exact(fake.world)
+
+
+def test_a_model_whose_record_never_moves_is_caught_by_its_recheck(fake: Fake) -> None:
+    assert cli("run").exit_code == 0
+    model = next(m for m in fake.world.models.values() if len(fake.world.events_of(m.id)) >= 2)
+    events = fake.world.events_of(model.id)
+    # A late event written without moving the record: only the periodic re-check can find it.
+    fake.world.add_event(model.id, events[-2].status, events[-1].created_at - timedelta(seconds=1))
+    model.written_at = None
+    assert cli("run").exit_code == 0
+    assert set(warehouse_events()) != expected_events(fake.world), "the silent change should wait for its re-check"
+    assert cli("run", "--recheck-hours", "0").exit_code == 0  # every model is due at once
+    assert_exact(fake.world)
+
+
+def test_rechecks_come_once_per_period_spread_over_the_runs() -> None:
+    """Half-hourly runs over two days after one full read: each model is re-read once in each period, and each
+    run re-reads a small share of the fleet, not all of it at once."""
+    models = [ModelRef(f"model-{index}", "STATUS_READY", "2026-01-01T00:00:00Z") for index in range(2000)]
+    start = 1_800_000_000.0
+    checked = {model.id: Rechecks(DAY, False, start).mark(model) for model in models}
+    reads = dict.fromkeys(checked, 0)
+    busiest = 0
+    for run in range(1, 97):
+        rechecks = Rechecks(DAY, False, start + run * 1800)
+        due = [model for model in models if rechecks.due(model, checked[model.id])]
+        busiest = max(busiest, len(due))
+        for model in due:
+            checked[model.id] = rechecks.mark(model)
+            reads[model.id] += 1
+    assert set(reads.values()) == {2}
+    assert busiest <= 0.05 * len(models)
+
+
+def test_a_change_or_full_makes_a_model_due_and_a_missing_updated_at_always_does() -> None:
+    model = ModelRef("m", "STATUS_READY", "2026-01-01T00:00:00Z")
+    now = 1_800_000_000.0
+    mark = Rechecks(DAY, False, now).mark(model)
+    soon = Rechecks(DAY, False, now + 60)
+    assert not soon.due(model, mark) or soon.slot("m", now + 60) > soon.slot("m", now)
+    assert soon.due(ModelRef("m", "STATUS_DELETED", model.updated_at), mark)
+    assert soon.due(ModelRef("m", "STATUS_READY", "2026-01-02T00:00:00Z"), mark)
+    assert soon.due(ModelRef("m", "STATUS_READY", None), mark)
+    assert soon.due(model, None)
+    assert Rechecks(DAY, True, now + 60).due(model, mark)
+
+
+def test_full_and_model_id_read_unchanged_models(fake: Fake) -> None:
+    assert cli("run").exit_code == 0
+    models = len(fake.world.models)
+    before = requests_of(fake, "list_events")
+    result = cli("run", "--full")
+    assert result.exit_code == 0, result.stderr
+    assert requests_of(fake, "list_events") - before == models
+    assert f"fetched {models} models, skipped 0 unchanged" in result.stdout
+    chosen = next(iter(fake.world.models))
+    before = requests_of(fake, "list_events")
+    assert cli("run", "--model-id", chosen).exit_code == 0
+    assert requests_of(fake, "list_events") - before == 1
+    assert_exact(fake.world)
+
+
+KILL_AFTER_EXTRACT = """
+import os, signal, sys
+from pipelines.runner import make_pipeline
+from pipelines.source import cohere_finetuning
+pipeline = make_pipeline()
+pipeline.extract(cohere_finetuning(api_key=sys.argv[1], base_url=sys.argv[2], requests_per_minute=0))
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_run_killed_after_extraction_marks_nothing_as_seen(fake: Fake, workdir: Path) -> None:
+    """The marks travel in the load package's state: if the package is lost (an ephemeral cron host), the next run
+    restores the committed state from the warehouse and reads the changed models again."""
+    assert cli("run").exit_code == 0
+    model = next(iter(fake.world.models.values()))
+    newest = fake.world.events_of(model.id)[-1].created_at
+    fake.world.add_event(model.id, "STATUS_PAUSED", min(NOW, newest + timedelta(seconds=5)), user_id="u-1")
+    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_EXTRACT, DEFAULT_API_KEY, fake.url], check=False)
+    assert killed.returncode == -signal.SIGKILL
+    shutil.rmtree(pipelines_dir("duckdb"))  # the extracted package and the local state go with the host
+    result = cli("run")
+    assert result.exit_code == 0, result.stderr
+    assert "fetched 1 models" in result.stdout
+    assert_exact(fake.world)
+
+
+def test_more_pages_of_models_than_dlt_runs_at_once_never_hang(workdir: Path, monkeypatch) -> None:
+    """Once, every page of models had its own events producer; past dlt's 20 at a time they could deadlock."""
+    monkeypatch.setattr(source, "BATCH_ROWS", 20)  # many small hand-overs: the slow consumer of the deadlock
+    world = World(models=0, now=NOW)
+    for index in range(30):
+        empty_model(world, f"model-{index:02d}")
+        for step in range(90):
+            world.add_event(f"model-{index:02d}", "STATUS_PAUSED", NOW - timedelta(hours=200 - step), digits=6)
+    with FakeApiServer(FakeCohereApi(world)) as server:
+        env = {"CO_API_URL": server.url, "CO_API_KEY": DEFAULT_API_KEY}
+        watchdog = threading.Timer(120, lambda: os.kill(os.getpid(), signal.SIGINT))
+        watchdog.start()
+        try:
+            started = time.monotonic()
+            result = cli("run", "--page-size", "1", "--concurrency", "1", "--requests-per-minute", "0", env=env)
+        finally:
+            watchdog.cancel()
+    assert result.exit_code == 0, (result.stderr, time.monotonic() - started)
+    assert_exact(world)
