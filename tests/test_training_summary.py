@@ -13,8 +13,10 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World, training_span
 from pipelines.source import EVENT_COLUMNS, EVENTS_KEY, METRIC_COLUMNS, METRICS_KEY, MODEL_COLUMNS, SOURCE_NAME
 from pipelines.views import create_views
+from tests.support import NOW, cli
 from tests.test_views import VIEWS, events_table, lifecycle_events, make_pipeline, model_rows, rows
 
 NAN, INF = math.nan, math.inf
@@ -247,3 +249,71 @@ def test_postgres_training_views_match_duckdb(workdir: Path, postgres_url: str) 
     where = "finetuned_model_id in ('spiky', 'lost') and step_number = 0"
     values = {row["metric"]: row["value"] for row in rows(postgres, "training_step_metrics", where=where)}
     assert values["train_loss"] == -INF and math.isnan(values["cross_entropy"])  # stored as doubles, not text
+
+
+def expected_summary(world: World) -> dict[tuple[str, str], tuple[Any, ...]]:
+    """training_summary computed in Python from what the simulated API shows now."""
+    found: dict[tuple[str, str], tuple[Any, ...]] = {}
+    for model_id in world.models:
+        steps = world.metrics_of(model_id)
+        for name in steps[0][2] if steps else ():
+            series = [(step, value) for step, _, metrics in steps for value in [metrics[name]]]
+            finite = [(step, value) for step, value in series if math.isfinite(value)]
+            lower = "loss" in name or "entropy" in name
+            best = min(finite, key=lambda s: (s[1] if lower else -s[1], s[0])) if finite else (None, None)
+            found[model_id, name] = (len(series), series[-1][0], repr(series[-1][1]), repr(best[1]), best[0])
+    return found
+
+
+def warehouse_summary() -> dict[tuple[str, str], tuple[Any, ...]]:
+    with duckdb.connect("cohere_events.duckdb", read_only=True) as con:
+        found = con.sql(
+            "select finetuned_model_id, metric, steps, last_step_number, last_value, best_value, best_step_number "
+            "from cohere_finetuning.training_summary"
+        ).fetchall()
+    return {(m, n): (steps, last, repr(value), repr(best), at) for m, n, steps, last, value, best, at in found}
+
+
+def warehouse_metrics() -> list[tuple[Any, ...]]:
+    with duckdb.connect("cohere_events.duckdb", read_only=True) as con:
+        found = con.sql(
+            "select finetuned_model_id, step_number, created_at, metric, value "
+            "from cohere_finetuning.training_step_metrics"
+        ).fetchall()
+    return [(m, s, at.astimezone(UTC), n, repr(v)) for m, s, at, n, v in found]
+
+
+def expected_metrics(world: World) -> set[tuple[Any, ...]]:
+    return {
+        (model_id, step, at, name, repr(value))
+        for model_id in world.models
+        for step, at, metrics in world.metrics_of(model_id)
+        for name, value in metrics.items()
+    }
+
+
+def test_end_to_end_through_the_simulated_api(workdir: Path) -> None:
+    world = World(models=60, seed=3, now=NOW)
+    diverged = [
+        m for m in world.models if any(not math.isfinite(v) for *_, d in world.metrics_of(m) for v in d.values())
+    ]
+    assert diverged, "the world has a diverged training"
+    training = next(m for m in world.models.values() if len(world.metrics_of(m.id)) >= 6)
+    start, end = training_span(training.events) or (NOW, NOW)
+    world.now = start + (end - start) / 2  # the model is halfway through its training
+    with FakeApiServer(FakeCohereApi(world)) as server:
+        env = {"CO_API_URL": server.url, "CO_API_KEY": DEFAULT_API_KEY}
+        first = cli("run", env=env)
+        assert first.exit_code == 0, first.stderr
+        assert 0 < len(world.metrics_of(training.id)) < len(World(models=60, seed=3, now=NOW).metrics_of(training.id))
+        rows_now = warehouse_metrics()
+        assert len(rows_now) == len(set(rows_now)) and set(rows_now) == expected_metrics(world)
+        assert warehouse_summary() == expected_summary(world)
+        world.now = NOW  # time passes: the training finishes, other models train and diverge
+        second = cli("run", env=env)
+        assert second.exit_code == 0, second.stderr
+    rows_now = warehouse_metrics()
+    assert len(rows_now) == len(set(rows_now)) and set(rows_now) == expected_metrics(world)
+    summary_now = warehouse_summary()
+    assert summary_now == expected_summary(world)
+    assert any(summary_now[m, n][2] in ("nan", "inf") for m, n in summary_now if m in diverged)
