@@ -28,7 +28,8 @@ import duckdb
 
 from pipelines import config
 
-TABLES = ("events", "finetuned_models")
+TABLES = ("events", "finetuned_models", "training_step_metrics")
+MADE_BY_VIEWS = {"training_step_metrics"}  # `views` creates it empty in a warehouse loaded before it existed
 VIEWS = (
     "status_intervals",
     "time_in_status",
@@ -38,6 +39,8 @@ VIEWS = (
     "failure_rates_weekly",
     "failure_rates_by_base_model",
     "stale_models",
+    "training_summary",
+    "training_outcomes",
 )
 NAMES = TABLES + VIEWS
 PARTITIONED = {"events": ("created_at", "month")}  # table: (timestamp column, partition column)
@@ -140,7 +143,11 @@ def check_present(connection: duckdb.DuckDBPyConnection, names: list[str]) -> No
     ).fetchall()
     missing = [name for name in names if name not in {row[0] for row in rows}]
     if missing:
-        hint = "run `cohere-events views`" if set(missing) <= set(VIEWS) else "run `cohere-events run` first"
+        hint = (
+            "run `cohere-events views`"
+            if set(missing) <= set(VIEWS) | MADE_BY_VIEWS
+            else "run `cohere-events run` first"
+        )
         raise config.ConfigError(f"not in the warehouse: {', '.join(missing)} ({hint})")
 
 

@@ -3,12 +3,17 @@
 It serves the four GET endpoints of the fine-tuning API over generated, realistic model lifecycles and keeps the
 real API's quirks: empty fields omitted, timestamps with 0, 3, 6 or 9 fractional digits, either end-of-pages form,
 opaque page tokens, ``{"message": ...}`` error bodies and 401 on a wrong key. Switches add latency, a server-side
-rate limit, injected failures, the 2025 retirement and new events arriving over time.
+rate limit, injected failures, the 2025 retirement and new events arriving over time. Training-step metrics
+follow each model's first training run: curves per base type that grow while it trains, now and then diverging to
+NaN or Infinity (sent as strings, as protobuf JSON does).
 """
 
 from __future__ import annotations
 
 import base64
+import bisect
+import functools
+import math
 import random
 import threading
 import time
@@ -294,6 +299,15 @@ class World:
         with self.lock:
             return self.visible_events(self.models[model_id])
 
+    def step_metrics_of(self, model_id: str) -> list[StepMetrics]:
+        """The model's training steps visible now, ascending by step (the API serves them newest first)."""
+        with self.lock:
+            return step_metrics(self.models[model_id], self.now)
+
+    def metrics_of(self, model_id: str) -> list[tuple[int, datetime, dict[str, float]]]:
+        """(step number, created_at, {metric: value}) of every visible step: what the warehouse should hold."""
+        return [(s.step, s.created_at, dict(s.metrics)) for s in self.step_metrics_of(model_id)]
+
     def add_event(
         self, model_id: str, status: str, created_at: datetime, user_id: str | None = None, digits: int = 6
     ) -> Event:
@@ -499,8 +513,8 @@ class FakeCohereApi:
             return self.page(events, query, "events", salt=model_id, encode=lambda event: event.to_json())
         if parts[1:] == ["training-step-metrics"]:
             self.count("list_metrics")
-            metrics = step_metrics(self.world.events_of(model_id))
-            return self.page(metrics, query, "step_metrics", ordered=False, salt=model_id)
+            metrics = self.world.step_metrics_of(model_id)
+            return self.page(metrics, query, "step_metrics", ordered=False, salt=model_id, encode=StepMetrics.to_json)
         raise ApiError(404, "Not Found")
 
     def page(
@@ -573,21 +587,119 @@ def parse_page_size(value: str) -> int:
     return min(size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
-def step_metrics(events: list[Event]) -> list[dict[str, Any]]:
-    trained = [e for e in events if e.status == "STATUS_FINETUNING"]
-    if not trained:
-        return []
-    start = trained[0].created_at
-    metrics = []
-    for step in range(0, 50, 10):
-        row: dict[str, Any] = {
-            "created_at": format_timestamp(Event("", start + timedelta(minutes=step), None, 6)),
-            "metrics": {"loss": round(2.0 / (1 + step / 10), 4), "accuracy": round(0.5 + step / 100, 4)},
+# Training-step metrics: which metrics each base type reports. Rerank names follow Cohere's rerank results page
+# (Accuracy@1, Accuracy@3, MRR@10); the API's exact keys for them are not documented, so these are our spelling.
+METRIC_NAMES = {
+    "BASE_TYPE_GENERATIVE": ("accuracy", "cross_entropy"),
+    "BASE_TYPE_CHAT": ("accuracy", "cross_entropy"),
+    "BASE_TYPE_CLASSIFICATION": ("accuracy", "f1", "precision", "recall"),
+    "BASE_TYPE_RERANK": ("accuracy_at_1", "accuracy_at_3", "mrr_at_10"),
+}
+LOGGED_EVERY = (10, 25, 50)  # training steps between two logged metric points, chosen per model
+SECONDS_PER_POINT = 240.0  # roughly one logged point per 4 minutes of training
+MAX_POINTS = 80
+UNFINISHED_TRAINING = timedelta(hours=4)  # how long training runs when no later event ends it
+NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+@dataclass(frozen=True)
+class StepMetrics:
+    """One logged training step as the API serves it, with its metrics as doubles (NaN and ±inf included)."""
+
+    step: int
+    created_at: datetime
+    digits: int
+    nanos: int
+    metrics: tuple[tuple[str, float], ...]
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "created_at": format_timestamp(Event("", self.created_at, None, self.digits, self.nanos))
         }
-        if step:
-            row["step_number"] = step  # omitted on step 0, as proto3 JSON does
-        metrics.append(row)
-    return metrics
+        if self.step:  # omitted on step 0, as proto3 JSON does
+            body["step_number"] = self.step
+        body["metrics"] = {name: json_double(value) for name, value in self.metrics}
+        return body
+
+
+def json_double(value: float) -> float | str:
+    """A double as protobuf JSON writes it: non-finite values become the strings "NaN", "Infinity", "-Infinity"."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def training_span(events: list[Event]) -> tuple[datetime, datetime] | None:
+    """The first training run: from the first FINETUNING event to the first later event of another status.
+
+    ``events`` is the model's whole story, future included: training that is still running at the world's clock
+    already knows where it will end, and only steps up to the clock are shown.
+    """
+    for index, event in enumerate(events):
+        if event.status == "STATUS_FINETUNING":
+            end = next((e.created_at for e in events[index:] if e.status != "STATUS_FINETUNING"), None)
+            return event.created_at, end or event.created_at + UNFINISHED_TRAINING
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def training_curves(model_id: str, base_type: str, start: datetime, end: datetime) -> tuple[StepMetrics, ...]:
+    """A model's whole training run, in ascending step order: the same arguments always give the same curves.
+
+    Cross-entropy falls towards a floor with noise, accuracy-like metrics rise and saturate. About one model in
+    twenty diverges: from some step on its loss (or F1, for classification) is NaN or Infinity, once or to the end.
+    """
+    names = METRIC_NAMES.get(base_type, METRIC_NAMES["BASE_TYPE_GENERATIVE"])
+    rng = random.Random(f"metrics:{model_id}")
+    seconds = max((end - start).total_seconds(), 1.0)
+    points = int(min(MAX_POINTS, max(2, seconds / SECONDS_PER_POINT)))
+    every = rng.choice(LOGGED_EVERY)
+    speed = rng.uniform(2.0, 6.0)  # how fast the curves approach their plateau
+    loss_start, loss_floor = rng.uniform(2.0, 4.5), rng.uniform(0.15, 0.9)
+    score_start, score_top = rng.uniform(0.05, 0.35), rng.uniform(0.6, 0.97)
+    skew = rng.uniform(-0.08, 0.08)  # precision above or below recall
+    diverges_at = rng.randrange(1, points) if rng.random() < 0.05 else None
+    diverged_value = rng.choice((math.nan, math.nan, math.inf))
+    stays_diverged = rng.random() < 0.5
+    steps = []
+    for index in range(points):
+        progress = (index + 1) / points
+        settled = 1 - math.exp(-speed * progress)
+        score = min(0.999, max(0.0, score_start + (score_top - score_start) * settled + rng.gauss(0, 0.015)))
+        values = {
+            "accuracy": score,
+            "cross_entropy": max(0.01, loss_floor + (loss_start - loss_floor) * (1 - settled) + rng.gauss(0, 0.04)),
+            "precision": min(0.999, max(0.0, score + skew + rng.gauss(0, 0.01))),
+            "recall": min(0.999, max(0.0, score - skew + rng.gauss(0, 0.01))),
+            "accuracy_at_1": score,
+            "accuracy_at_3": min(0.999, score + (1 - score) * 0.5),
+            "mrr_at_10": min(0.999, score + (1 - score) * 0.3),
+        }
+        precision, recall = values["precision"], values["recall"]
+        values["f1"] = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        if diverges_at is not None and (index == diverges_at or (stays_diverged and index > diverges_at)):
+            values["cross_entropy" if "cross_entropy" in names else names[1]] = diverged_value
+        digits = rng.choice((0, 3, 6, 6, 9))
+        moment = truncate(start + (end - start) * progress, digits)
+        nanos = rng.randrange(1000) if digits == 9 and moment < end else 0
+        metrics = tuple(
+            (name, round(values[name], 6) if math.isfinite(values[name]) else values[name]) for name in names
+        )
+        steps.append(StepMetrics(index * every, moment, digits, nanos, metrics))
+    return tuple(steps)
+
+
+def step_metrics(model: Model, now: datetime) -> list[StepMetrics]:
+    """The model's logged training steps visible at ``now``, ascending by step; none if it never trained."""
+    span = training_span(model.events)
+    if span is None:
+        return []
+    base_type = str(model.body.get("settings", {}).get("base_model", {}).get("base_type", ""))
+    curves = training_curves(model.id, base_type, *span)
+    visible = bisect.bisect_right(curves, now, key=lambda step: step.created_at)
+    return list(curves[:visible])
 
 
 class _Handler(BaseHTTPRequestHandler):

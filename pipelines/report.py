@@ -1,8 +1,14 @@
-"""``cohere-events report``: time in status, failure rates and stale models, read from the DuckDB warehouse."""
+"""``cohere-events report``: time in status, failure rates, stale models and training, read from the DuckDB warehouse.
+
+The training section (final metrics by base model, diverged trainings) is left out, as ``null`` in JSON, for a
+warehouse whose views predate training metrics. Non-finite metric values appear in JSON as the strings ``"NaN"``,
+``"Infinity"`` and ``"-Infinity"``, as the Cohere API writes them, so that the output stays valid JSON.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -45,6 +51,30 @@ QUERIES = {
     """,
 }
 
+TRAINING_QUERIES = {
+    # medians over models of each model's value at its last step, finite values only
+    "by_base_model": """
+        select
+            coalesce(base_model_name, '(' || lower(replace(base_type, 'BASE_TYPE_', '')) || ')', 'unknown')
+                as base_model,
+            base_type,
+            count(*) as models,
+            median(final_accuracy) filter (where isfinite(final_accuracy)) as median_final_accuracy,
+            median(final_cross_entropy) filter (where isfinite(final_cross_entropy)) as median_final_cross_entropy,
+            count(*) filter (where diverged) as diverged
+        from {schema}.training_outcomes
+        group by all
+        order by base_type, base_model
+    """,
+    "diverged": """
+        select finetuned_model_id, name, base_model_name, first_non_finite_step, last_step_number,
+            final_cross_entropy, first_outcome
+        from {schema}.training_outcomes
+        where diverged
+        order by last_step_at desc, finetuned_model_id
+    """,
+}
+
 
 def read_report(path: Path) -> dict[str, Any]:
     """Every figure of the report as plain JSON-ready values, from the views, read-only."""
@@ -57,8 +87,8 @@ def read_report(path: Path) -> dict[str, Any]:
                 raise config.ConfigError(
                     f"{path} has no views yet ({str(error).splitlines()[0]}): run `cohere-events views`"
                 ) from None
-            names = [column[0] for column in result.description]
-            found[key] = [{n: plain(v) for n, v in zip(names, row, strict=True)} for row in result.fetchall()]
+            found[key] = records(result)
+        found["training"] = read_training(con)
         found["data_as_of"] = last_load_time(con)
     found["time_in_status"].sort(key=lambda row: status_rank(row["status"]))
     found["failure_rate"] = found["failure_rate"][0] if found["failure_rate"] else None
@@ -81,8 +111,26 @@ def header(report: dict[str, Any]) -> str:
     return f"{report['warehouse']}: {as_of}"
 
 
+def records(result: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """The rows of an executed query as dicts of plain values."""
+    names = [column[0] for column in result.description or []]
+    return [{n: plain(v) for n, v in zip(names, row, strict=True)} for row in result.fetchall()]
+
+
+def read_training(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
+    """The training section, or None for a warehouse whose views predate training metrics."""
+    try:
+        return {
+            key: records(con.execute(sql.format(schema=config.DATASET_NAME))) for key, sql in TRAINING_QUERIES.items()
+        }
+    except duckdb.CatalogException:
+        return None
+
+
 def plain(value: Any) -> Any:
-    """Timestamps as ISO 8601 UTC, dates as ISO dates; everything else as it is."""
+    """Timestamps as ISO 8601 UTC, dates as ISO dates, non-finite floats as protobuf JSON strings; else as is."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, date):
@@ -129,6 +177,42 @@ def rate_table(title: str, first: str, rows: list[tuple[str, dict[str, Any]]]) -
     return table
 
 
+def metric(value: float | str | None) -> str:
+    """A metric value for people: three decimals, NaN and Infinity as they are, "-" when missing."""
+    if value is None:
+        return "-"
+    return value if isinstance(value, str) else f"{value:.3f}"
+
+
+def training_tables(training: dict[str, Any]) -> list[Table]:
+    """Final metrics by base model, and the trainings whose loss went NaN or infinite."""
+    by_base = Table(title="Training: final metrics by base model (median over models)", title_justify="left")
+    for column in ("base model", "models", "accuracy", "cross-entropy", "diverged"):
+        by_base.add_column(column, justify="left" if column == "base model" else "right", no_wrap=True)
+    for row in training["by_base_model"]:
+        by_base.add_row(
+            row["base_model"],
+            str(row["models"]),
+            metric(row["median_final_accuracy"]),
+            metric(row["median_final_cross_entropy"]),
+            str(row["diverged"]),
+        )
+    diverged = Table(title="Diverged trainings (loss went NaN or infinite)", title_justify="left")
+    for column in ("model", "name", "base model", "first bad step", "last step", "final cross-entropy", "outcome"):
+        diverged.add_column(column, justify="right" if "step" in column else "left", no_wrap=True)
+    for row in training["diverged"]:
+        diverged.add_row(
+            row["finetuned_model_id"],
+            row["name"] or "-",
+            row["base_model_name"] or "-",
+            str(row["first_non_finite_step"]),
+            str(row["last_step_number"]),
+            metric(row["final_cross_entropy"]),
+            row["first_outcome"] or "-",
+        )
+    return [by_base, diverged]
+
+
 def tables(report: dict[str, Any]) -> list[Table]:
     """The report as rich tables: time in status, failure rates overall and by week, stale models."""
     times = Table(title="Time in status (closed intervals)", title_justify="left")
@@ -145,6 +229,7 @@ def tables(report: dict[str, Any]) -> list[Table]:
             duration(row["max_seconds"]),
         )
     overall = [("all", report["failure_rate"])] if report["failure_rate"] else []
+    training = report.get("training")  # None: views from before training metrics; no rows: nothing trained
     weekly = [(row["cohort_week"], row) for row in report["failure_rates_weekly"]]
     stale = Table(title="Stale models (queued, training or deploying for over 48 h)", title_justify="left")
     for column in ("model", "name", "status", "since (UTC)", "stuck for"):
@@ -162,6 +247,7 @@ def tables(report: dict[str, Any]) -> list[Table]:
         rate_table("Failure rate of first attempts", "cohort", overall),
         rate_table(f"By cohort week (UTC Monday), last {RECENT_WEEKS} weeks", "week", weekly),
         stale,
+        *(training_tables(training) if training and training["by_base_model"] else []),
     ]
 
 

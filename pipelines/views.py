@@ -7,13 +7,15 @@ views) in the view's own schema when it is queried, and replacing a view never c
 need dlt to qualify and translate each query with its schema, which knows the loaded tables but not our views.
 So there, before translation, every reference to an earlier view is replaced (with sqlglot, on the parsed query,
 never by text) by that view's own query, already expanded the same way, as a subquery aliased with the view's
-name. Each view then reads only ``events`` and ``finetuned_models``, dlt can qualify and translate it for any
-SQL destination, and no view depends on another in the database: recreating one never breaks or cascades to the
-others, and PostgreSQL's drop-and-create cannot take dependent views with it.
+name. Each view then reads only the source tables (``events``, ``finetuned_models``, ``training_step_metrics``),
+dlt can qualify and translate it for any SQL destination, and no view depends on another in the database:
+recreating one never breaks or cascades to the others, and PostgreSQL's drop-and-create cannot take dependent
+views with it.
 
-Empty warehouses: a run that loaded no models leaves dlt without the ``events`` and ``finetuned_models``
-tables (dlt creates tables only for data). Those are then created empty through dlt's own job client,
-from the column hints the source declares, so the views always bind and simply return no rows.
+Empty warehouses: a run that loaded no models leaves dlt without the source tables (dlt creates tables only for
+data), and a warehouse loaded before training metrics existed lacks ``training_step_metrics``. Those are then
+created empty through dlt's own job client, from the column hints the source declares, so the views always bind
+and simply return no rows.
 """
 
 from __future__ import annotations
@@ -33,13 +35,16 @@ from dlt.common.schema.utils import new_table
 from dlt.destinations.job_client_impl import SqlJobClientBase
 from sqlglot import exp
 
-from pipelines.source import EVENT_COLUMNS, EVENTS_KEY, MODEL_COLUMNS, SOURCE_NAME
+from pipelines.source import EVENT_COLUMNS, EVENTS_KEY, METRIC_COLUMNS, METRICS_KEY, MODEL_COLUMNS, SOURCE_NAME
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 VIEW_FILE = re.compile(r"^\d+_([a-z][a-z0-9_]*)\.sql$")
 SOURCE_TABLES: dict[str, TTableSchemaColumns] = {
     "events": {name: {**column, "primary_key": name in EVENTS_KEY} for name, column in EVENT_COLUMNS.items()},
     "finetuned_models": MODEL_COLUMNS,
+    "training_step_metrics": {
+        name: {**column, "primary_key": name in METRICS_KEY} for name, column in METRIC_COLUMNS.items()
+    },
 }
 # CREATE OR REPLACE VIEW cannot change a view's columns on these: drop and create instead
 DROP_BEFORE_CREATE = {"postgres", "redshift"}

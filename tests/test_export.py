@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.export import MANIFEST, NAMES, PARTITIONED, TABLES, export_warehouse, swap_by_renames
+from pipelines.export import MANIFEST, NAMES, PARTITIONED, export_warehouse, swap_by_renames
 from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World
 from pipelines.runner import LoadOptions, run_load
 
@@ -234,7 +234,7 @@ def test_tables_subset_and_unknown_names(world: World, workdir: Path) -> None:
     assert result.exit_code == 0, result.output
     assert {path.name for path in folder.iterdir()} == {"events", "finetuned_models.parquet", MANIFEST}
     manifest = json.loads((folder / MANIFEST).read_text())
-    assert list(manifest["tables"]) == list(TABLES)
+    assert list(manifest["tables"]) == ["events", "finetuned_models"]
     assert manifest["tables"]["finetuned_models"]["rows"] == 30
     columns = [str(row[0]) for row in query(f"describe select * from {parquet_source(folder, 'finetuned_models')}")]
     assert not [column for column in columns if "api_key" in column]
@@ -369,3 +369,26 @@ def test_the_fallback_swap_without_renameat2_replaces_the_export_too(world: Worl
     assert not staging.exists() and siblings(folder) == []
     assert {path.name for path in folder.iterdir()} == {"finetuned_models.parquet", MANIFEST}
     assert is_complete_export(folder)
+
+
+def test_training_metrics_round_trip_with_non_finite_values(workdir: Path) -> None:
+    from tests.test_training_summary import METRICS, at, load_hand_made
+
+    load_hand_made(workdir)
+    folder = workdir / "export"
+    result = export(str(folder), "--tables", "training_step_metrics,training_summary")
+    assert result.exit_code == 0, result.output
+    table = pads.dataset(folder / "training_step_metrics.parquet", format="parquet").to_table()
+    types = {field.name: field.type for field in table.schema}
+    assert types["step_number"] == pa.int64() and types["value"] == pa.float64()
+    assert types["created_at"] == pa.timestamp("us", tz="UTC")
+    assert pa.types.is_string(types["metric"]) and pa.types.is_string(types["finetuned_model_id"])
+    found = sorted(
+        (row["finetuned_model_id"], row["step_number"], row["metric"], repr(row["value"]), row["created_at"])
+        for row in table.to_pylist()
+    )
+    assert found == sorted((m, s, name, repr(value), at(s)) for m, s, name, value in METRICS)
+    assert {"nan", "inf", "-inf"} <= {repr_ for *_, repr_, _ in found}
+    summary = pd.read_parquet(folder / "training_summary.parquet")
+    assert str(summary["last_step_at"].dtype) == "datetime64[us, UTC]"
+    assert summary["last_value"].isna().sum() == 2 and summary["best_value"].isna().sum() == 1  # NaN kept, NULL kept

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime
 
 import cohere
 import httpx
 import pytest
 
-from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, Faults, World
+from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, Faults, World, training_span
 from tests.support import NOW
 
 
@@ -124,3 +126,113 @@ def test_time_passing_reveals_new_events() -> None:
     before = world.event_count()
     added = world.advance(10 * 86400)
     assert added > 0 and world.event_count() == before + added
+
+
+def non_finite(steps: list[tuple[int, datetime, dict[str, float]]]) -> list[float]:
+    return [value for _, _, metrics in steps for value in metrics.values() if not math.isfinite(value)]
+
+
+@pytest.fixture(scope="module")
+def metrics_world() -> World:
+    """Enough models that some of them diverged (about one in twenty)."""
+    return World(models=120, seed=3, now=NOW)
+
+
+def test_the_sdk_parses_training_step_metrics_with_non_finite_values(metrics_world: World) -> None:
+    world = metrics_world
+    diverged = [model_id for model_id in world.models if non_finite(world.metrics_of(model_id))]
+    assert diverged, "some simulated trainings diverge"
+    never_trained = next(m for m in world.models.values() if training_span(m.events) is None).id
+    with FakeApiServer(FakeCohereApi(world)) as running:
+        client = sdk(running)
+        assert client.finetuning.list_training_step_metrics(never_trained).step_metrics == []
+        for model_id in diverged[:3] + list(world.models)[:5]:
+            served, token = [], None
+            while True:
+                page = client.finetuning.list_training_step_metrics(model_id, page_size=7, page_token=token)
+                served += page.step_metrics or []
+                token = page.next_page_token
+                if not token:
+                    break
+            # the SDK's pydantic model turns the strings "NaN", "Infinity" and "-Infinity" into float doubles
+            got = sorted(
+                ((s.step_number or 0, s.created_at, dict(s.metrics or {})) for s in served), key=lambda s: s[0]
+            )
+            expected = world.metrics_of(model_id)
+            assert [(step, at) for step, at, _ in got] == [(step, at) for step, at, _ in expected]
+            for (_, _, sdk_metrics), (_, _, metrics) in zip(got, expected, strict=True):
+                assert sdk_metrics.keys() == metrics.keys()
+                for name, value in metrics.items():
+                    assert isinstance(sdk_metrics[name], float)
+                    assert sdk_metrics[name] == value or (math.isnan(value) and math.isnan(sdk_metrics[name]))
+            if model_id in diverged:
+                assert non_finite([(0, NOW, m) for _, _, m in got])
+
+
+def test_metrics_are_protobuf_json(metrics_world: World) -> None:
+    world = metrics_world
+    diverged = next(m for m in world.models if non_finite(world.metrics_of(m)))
+    api = FakeCohereApi(world)
+    with FakeApiServer(api) as running, httpx.Client(base_url=running.url) as client:
+        client.headers["Authorization"] = f"Bearer {DEFAULT_API_KEY}"
+        digits: Counter[int] = Counter()
+        for model_id in [diverged, *list(world.models)[:20]]:
+            url = f"/v1/finetuning/finetuned-models/{model_id}/training-step-metrics"
+            items = client.get(url, params={"page_size": 1000}).json()["step_metrics"]
+            for item in items:
+                fraction = re.search(r"\.(\d+)Z$", item["created_at"])
+                digits[len(fraction.group(1)) if fraction else 0] += 1
+                assert item.get("step_number") != 0  # step 0 leaves the field out, as proto3 JSON does
+                for value in item["metrics"].values():
+                    assert isinstance(value, float) or value in ("NaN", "Infinity", "-Infinity")
+            assert sum("step_number" not in item for item in items) == min(1, len(items))
+            if model_id == diverged:
+                strings = [v for item in items for v in item["metrics"].values() if isinstance(v, str)]
+                assert strings and set(strings) <= {"NaN", "Infinity"}
+        assert set(digits) == {0, 3, 6, 9}
+
+
+def test_curves_per_base_type_look_like_training(metrics_world: World) -> None:
+    world = metrics_world
+    names: dict[str, set[str]] = {}
+    for model_id, model in world.models.items():
+        steps = world.metrics_of(model_id)
+        if not steps:
+            continue
+        base_type = model.body["settings"]["base_model"]["base_type"]
+        names.setdefault(base_type, set()).update(steps[0][2])
+        numbers = [step for step, _, _ in steps]
+        assert numbers[0] == 0 and numbers == sorted(set(numbers))
+        assert [at for _, at, _ in steps] == sorted(at for _, at, _ in steps)
+        if len(steps) >= 5 and not non_finite(steps):
+            first, last = steps[0][2], steps[-1][2]
+            score = "accuracy_at_1" if base_type == "BASE_TYPE_RERANK" else "accuracy"
+            assert last[score] > first[score]
+            assert 0 <= last[score] <= 1
+            if "cross_entropy" in last:
+                assert last["cross_entropy"] < first["cross_entropy"]
+    assert names == {
+        "BASE_TYPE_CHAT": {"accuracy", "cross_entropy"},
+        "BASE_TYPE_GENERATIVE": {"accuracy", "cross_entropy"},
+        "BASE_TYPE_CLASSIFICATION": {"accuracy", "f1", "precision", "recall"},
+        "BASE_TYPE_RERANK": {"accuracy_at_1", "accuracy_at_3", "mrr_at_10"},
+    }
+    again = World(models=120, seed=3, now=NOW)
+    assert all(repr(again.metrics_of(m)) == repr(world.metrics_of(m)) for m in world.models)  # deterministic
+
+
+def test_metrics_grow_while_training_and_stop_when_it_ends() -> None:
+    world = World(models=30, seed=5, now=NOW)
+    model = next(m for m in world.models.values() if training_span(m.events) and len(world.metrics_of(m.id)) > 10)
+    start, end = training_span(model.events) or (NOW, NOW)
+    after = next(e for e in model.events if e.created_at > start and e.status != "STATUS_FINETUNING")
+    assert after.created_at == end  # training ends at the model's first event after FINETUNING
+    world.now = start + (end - start) / 2
+    halfway = world.metrics_of(model.id)
+    assert len(halfway) > 0 and all(at <= world.now for _, at, _ in halfway)
+    world.advance((end - world.now).total_seconds())
+    finished = world.metrics_of(model.id)
+    assert len(finished) > len(halfway) and finished[: len(halfway)] == halfway
+    assert finished[-1][1] <= end
+    world.advance(30 * 86400)
+    assert world.metrics_of(model.id) == finished  # nothing more once training is over

@@ -129,3 +129,51 @@ def test_report_reads_the_warehouse_read_only(workdir: Path) -> None:
     with duckdb.connect(str(path), read_only=True):  # a notebook holding the file open to read
         done = report(workdir, "--format", "json")
     assert done.returncode == 0, done.stderr
+
+
+def test_report_training_section(workdir: Path) -> None:
+    from tests.test_training_summary import load_hand_made
+
+    load_hand_made(workdir)
+    done = report(workdir, "--format", "json")
+    assert done.returncode == 0, done.stderr
+    training = json.loads(done.stdout)["training"]  # valid JSON: NaN travels as the string "NaN"
+    by_base = {row["base_model"]: row for row in training["by_base_model"]}
+    assert list(by_base) == ["command-r", "english", "command-light"]
+    chat = by_base["command-r"]  # "chat" (0.65, NaN) and "single" (0.4, 3.0); the NaN cross-entropy is left out
+    assert (chat["models"], chat["median_final_accuracy"], chat["median_final_cross_entropy"]) == (2, 0.525, 3.0)
+    assert chat["diverged"] == 1
+    assert by_base["command-light"]["median_final_cross_entropy"] is None and by_base["english"]["diverged"] == 1
+    diverged = {row["finetuned_model_id"]: row for row in training["diverged"]}
+    assert set(diverged) == {"chat", "spiky", "lost"}
+    assert (diverged["chat"]["first_non_finite_step"], diverged["chat"]["final_cross_entropy"]) == (40, "NaN")
+    assert diverged["spiky"]["final_cross_entropy"] is None
+
+    done = report(workdir)
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    for expected in ("Training: final metrics by base model", "command-r", "0.525", "3.000", "Diverged trainings"):
+        assert expected in text
+    assert "NaN" in text.split("Diverged trainings")[1]
+
+
+def test_report_on_a_warehouse_from_before_training_metrics(workdir: Path) -> None:
+    warehouse(workdir, EVENTS)
+    with duckdb.connect(str(workdir / "cohere_events.duckdb")) as con:  # views as an older version made them
+        con.execute("drop view cohere_finetuning.training_outcomes")
+        con.execute("drop view cohere_finetuning.training_summary")
+        con.execute("drop table cohere_finetuning.training_step_metrics")
+    done = report(workdir, "--format", "json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["training"] is None
+    done = report(workdir)
+    assert done.returncode == 0, done.stderr
+    assert "Training" not in done.stdout and "Time in status" in done.stdout
+
+
+def test_report_without_training_metrics_has_no_training_tables(workdir: Path) -> None:
+    warehouse(workdir, EVENTS)  # current views, but no model logged metrics
+    done = report(workdir, "--format", "json")
+    assert json.loads(done.stdout)["training"] == {"by_base_model": [], "diverged": []}
+    done = report(workdir)
+    assert done.returncode == 0 and "Training" not in done.stdout and "Diverged" not in done.stdout

@@ -29,6 +29,8 @@ VIEWS = [
     "failure_rates_weekly",
     "failure_rates_by_base_model",
     "stale_models",
+    "training_summary",
+    "training_outcomes",  # not in the contract: final metrics beside base model and outcome
 ]
 Event = tuple[str, str | None, str, str]  # finetuned_model_id, user_id, status, created_at (ISO 8601)
 
