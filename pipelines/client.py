@@ -28,6 +28,11 @@ from pipelines.fake_api import SIMULATED_HEADER
 MODELS_PATH = "/v1/finetuning/finetuned-models"
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 CLIENT_NAME = "cohere-events"
+# Pages one listing may take before the client calls it a loop: 10 million items at the default page size, far
+# beyond any real model list or history, yet finite, so that a server that never ends a listing cannot page forever.
+MAX_PAGES = 100_000
+LOOPING = "(a looping server or caching proxy)"
+RETIRED = "Cohere retired fine-tuning on 2025-09-15; point CO_API_URL at a deployment that still serves it"
 # httpx checks every connection of its pool on each request, so one pool of 16 connections costs about twice the
 # CPU per request of eight pools of 2: requests go to the least busy of several small pools.
 CONNECTIONS_PER_POOL = 2
@@ -42,7 +47,7 @@ class AuthError(CohereApiError):
 
 
 class ApiRetiredError(CohereApiError):
-    """The fine-tuning list endpoint is gone (404 or 410): Cohere retired fine-tuning in 2025."""
+    """The fine-tuning API is gone: 410 anywhere, or 404 on the model list. Cohere retired fine-tuning in 2025."""
 
 
 class ModelNotFoundError(CohereApiError):
@@ -50,7 +55,7 @@ class ModelNotFoundError(CohereApiError):
 
 
 class MalformedResponseError(CohereApiError):
-    """A page that is not the JSON the API documents."""
+    """A page that is not the JSON the API documents, or a listing that never ends."""
 
 
 class RetryableError(CohereApiError):
@@ -74,6 +79,7 @@ class ClientSettings:
     max_attempts: int = 8
     max_retry_seconds: float = 300.0
     max_backoff_seconds: float = 60.0
+    max_pages: int = MAX_PAGES  # per listing
 
 
 @dataclass
@@ -150,13 +156,10 @@ class FinetuningClient:
             async for _, models in self.pages(MODELS_PATH, "finetuned_models", "the model list"):
                 yield [scrub_model(model) for model in models]
         except ModelNotFoundError as error:
-            raise ApiRetiredError(
-                f"the fine-tuning API answered {error} for the model list: Cohere retired fine-tuning on "
-                "2025-09-15; point CO_API_URL at a deployment that still serves it"
-            ) from None
+            raise ApiRetiredError(f"the fine-tuning API answered {error}: {RETIRED}") from None
 
     async def get_model(self, model_id: str) -> dict[str, Any]:
-        """One fine-tuned model, with the W&B key removed; raises ModelNotFoundError on 404."""
+        """One fine-tuned model, with the W&B key removed; raises ModelNotFoundError on 404, ApiRetiredError on 410."""
         body = await self.get_json(f"{MODELS_PATH}/{quote(model_id, safe='')}", {}, f"model {model_id}")
         model = body.get("finetuned_model")
         if not isinstance(model, dict) or "id" not in model:
@@ -170,20 +173,27 @@ class FinetuningClient:
             yield number, events
 
     async def metric_pages(self, model_id: str) -> AsyncGenerator[tuple[int, list[dict[str, Any]]]]:
-        """A model's training steps as (page number, steps); the endpoint takes no order_by."""
+        """A model's training-step metrics as (page number, step metrics), in the order the API serves them (it
+        documents newest step first; the endpoint takes no order_by); stop iterating to stop paging."""
         path = f"{MODELS_PATH}/{quote(model_id, safe='')}/training-step-metrics"
-        async for number, steps in self.pages(path, "step_metrics", f"model {model_id}", order=None):
-            yield number, steps
+        what = f"training-step metrics of model {model_id}"
+        async for number, metrics in self.pages(path, "step_metrics", what, order=None):
+            yield number, metrics
 
     async def pages(
         self, path: str, items_key: str, what: str, order: str | None = "created_at"
     ) -> AsyncIterator[tuple[int, list[dict[str, Any]]]]:
+        """Every page of a listing as (page number, items), sending ``order`` as order_by unless it is None.
+
+        A listing that repeats a page token, serves the same page twice in a row, or runs past ``max_pages``
+        raises MalformedResponseError instead of paging forever.
+        """
         token: str | None = None
-        number = 0
-        while True:
-            number += 1
+        tokens: set[str] = set()
+        previous = b""
+        for number in range(1, self.settings.max_pages + 1):
             params: dict[str, Any] = {"page_size": self.settings.page_size}
-            if order:
+            if order is not None:
                 params["order_by"] = order
             if token:
                 params["page_token"] = token
@@ -192,12 +202,30 @@ class FinetuningClient:
             items = body.get(items_key, [])  # proto3 JSON leaves an empty list out
             if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
                 raise MalformedResponseError(f"malformed response for {where}: '{items_key}' is not a list of objects")
-            yield number, items
-            token = body.get("next_page_token")
-            if not token:
-                return
-            if not isinstance(token, str):
+            token = body.get("next_page_token") or None  # absent, null and "" all end the listing
+            if token is not None and not isinstance(token, str):
                 raise MalformedResponseError(f"malformed response for {where}: next_page_token is not a string")
+            if items:
+                # a snapshot, not the items: the consumer may change them (the W&B key is removed)
+                snapshot = orjson.dumps(items)
+                if snapshot == previous:
+                    raise MalformedResponseError(
+                        f"the API served the same page again for {what} at page {number} {LOOPING}; stopped paging"
+                    )
+                previous = snapshot
+            if token in tokens:
+                raise MalformedResponseError(
+                    f"the API repeated page token {self.redact(token or '')[:24]!r} for {what} at page {number} "
+                    f"{LOOPING}; stopped paging"
+                )
+            yield number, items
+            if token is None:
+                return
+            tokens.add(token)
+        raise MalformedResponseError(
+            f"the API served more than {self.settings.max_pages} pages for {what}; stopped paging at page "
+            f"{self.settings.max_pages} (a looping server or caching proxy?)"
+        )
 
     async def get_json(self, path: str, params: dict[str, Any], where: str) -> dict[str, Any]:
         """GET with retries on 408, 429, 5xx and connection errors; returns the decoded JSON object."""
@@ -244,8 +272,21 @@ class FinetuningClient:
         if self.stats.simulated is None:
             self.stats.simulated = response.headers.get(SIMULATED_HEADER) == "1"
         if response.status_code == 200:
-            return decode_object(response.content, where)
+            try:
+                return decode_object(response.content, where)
+            except MalformedResponseError as error:
+                raise self.not_json(response, where) or error from None
         raise self.error_for(response, where)
+
+    def not_json(self, response: httpx.Response, where: str) -> MalformedResponseError | None:
+        """For an answer that does not even claim to be JSON (a proxy's login page): its content type and start."""
+        media_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if media_type == "application/json" or media_type.endswith("+json"):
+            return None
+        text = self.redact(" ".join(response.content.decode("utf-8", "replace").split()))
+        return MalformedResponseError(
+            f"malformed response for {where}: expected JSON, got {media_type or 'no Content-Type'}: {text[:60]!r}"
+        )
 
     def error_for(self, response: httpx.Response, where: str) -> CohereApiError:
         status = response.status_code
@@ -253,11 +294,13 @@ class FinetuningClient:
         text = f"HTTP {status} for {where}" + (f": {message}" if message else "")
         if status in (401, 403):
             return AuthError(f"the API refused the key (HTTP {status}): check CO_API_KEY")
+        if status == 410:
+            return ApiRetiredError(f"the fine-tuning API answered {text}: {RETIRED}")
         if status == 429:
             self.stats.rate_limited += 1
         if status in RETRYABLE_STATUS:
             return RetryableError(text, parse_retry_after(response.headers.get("Retry-After")))
-        if status in (404, 410):
+        if status == 404:
             return ModelNotFoundError(text)
         return CohereApiError(text)
 
@@ -269,7 +312,9 @@ class FinetuningClient:
         error = state.outcome.exception() if state.outcome else None
         cap = self.settings.max_backoff_seconds
         if isinstance(error, RetryableError) and error.retry_after is not None:
-            return min(error.retry_after, cap)
+            # never sooner than asked, but never all at once either: every client that met one overloaded
+            # moment would otherwise come back in the same instant, and meet the next
+            return min(error.retry_after * random.uniform(1.0, 1.5), cap)
         exponential = min(cap, 0.5 * 2 ** (state.attempt_number - 1))
         return random.uniform(exponential / 2, exponential)  # "equal jitter": never zero, never in lockstep
 

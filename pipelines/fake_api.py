@@ -224,6 +224,20 @@ class Faults:
     retired: int | None = None  # 404 or 410 on every endpoint, as after the 2025 retirement
     rate_limit_rpm: int = 0  # server-side limit; 0 means none
     retry_after: bool = True  # send Retry-After with 429
+    # Every Nth request the server receives (0: none) is answered with fault_status and ``Retry-After: 1``.
+    fault_every: int = 0
+    fault_status: int = 429
+    # A listing that never ends: "same-token" puts page 1's next_page_token on every page, forever; "same-page"
+    # ignores page_token and serves page 1 again, each time with a fresh token.
+    stuck_paging: str | None = None
+    # Events and training-step metrics served in another order than asked: "asc" oldest first whatever order_by
+    # says; "unordered" a fixed shuffle of the whole history (the same for a model every time); "mixed" pages
+    # taken alternately from the newest end (newest first) and the oldest end (oldest first), so that every item
+    # is still served exactly once but the listing as a whole has no order.
+    ignore_order_by: str | None = None
+    # A model list that grows while it is paged: every page after the first is served as if this many models had
+    # been inserted before it, so the last models of one page appear again on the next.
+    shift_list: int = 0
 
 
 class World:
@@ -309,16 +323,26 @@ class World:
         return [(s.step, s.created_at, dict(s.metrics)) for s in self.step_metrics_of(model_id)]
 
     def add_event(
-        self, model_id: str, status: str, created_at: datetime, user_id: str | None = None, digits: int = 6
+        self,
+        model_id: str,
+        status: str,
+        created_at: datetime,
+        user_id: str | None = None,
+        digits: int = 6,
+        nanos: int = 0,
     ) -> Event:
-        """Add an event, in order or late (older than the newest one)."""
+        """Add an event, in order or late (older than the newest one); ``nanos`` (0-999) are the sub-microsecond
+        digits that a timestamp with ``digits=9`` shows."""
+        if not 0 <= nanos < 1000 or (nanos and digits != 9):
+            raise ValueError("nanos must be 0-999, and only with digits=9")
         with self.lock:
             model = self.models[model_id]
-            event = Event(status, truncate(created_at, digits), user_id, digits)
+            event = Event(status, truncate(created_at, digits), user_id, digits, nanos)
             if model.events and event.created_at < model.events[-1].created_at:
                 model.written_at = max(self.now, model.written_at or self.now)  # a late event: the record moves
             model.events.append(event)
-            model.events.sort(key=lambda e: e.created_at)  # stable: ties keep the order they were added in
+            # stable: ties keep the order they were added in
+            model.events.sort(key=lambda e: (e.created_at, e.nanos if e.digits == 9 else 0))
             return event
 
     def advance(self, seconds: float) -> int:
@@ -333,8 +357,12 @@ class World:
             return sum(len(self.visible_events(m)) for m in self.models.values())
 
 
-def encode_token(offset: int, salt: str) -> str:
-    raw = orjson.dumps({"o": offset, "s": salt})
+def encode_token(offset: int, salt: str, nonce: int | None = None) -> str:
+    """An opaque page token; a ``nonce`` makes a token that differs from every other for the same offset."""
+    fields: dict[str, Any] = {"o": offset, "s": salt}
+    if nonce is not None:
+        fields["n"] = nonce
+    raw = orjson.dumps(fields)
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -347,11 +375,24 @@ def decode_token(token: str) -> int:
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    """An answer other than the page asked for: an error status, or a ``raw`` body sent as it is."""
+
+    def __init__(
+        self, status: int, message: str, headers: dict[str, str] | None = None, raw: bytes | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or {}
+        self.raw = raw
+
+
+TRUNCATED_JSON = b'{"events": [{"status": "STATUS_READY", "created_at": '
+LOGIN_PAGE = (
+    b"<!DOCTYPE html><html><head><title>Sign in - Corporate Proxy</title></head>"
+    b'<body><form method="post" action="/login"><input name="user"><input name="password" type="password">'
+    b"</form></body></html>"
+)
 
 
 @dataclass
@@ -396,11 +437,14 @@ class FakeCohereApi:
         self.stats = Stats()
         self.lock = threading.Lock()
         self.rng = random.Random(11)
+        self.received = 0  # API requests so far, for Faults.fault_every
+        self.nonce = 0  # makes every token of Faults.stuck_paging == "same-page" fresh
         self._bucket_tokens: float | None = None  # full on first use
         self._bucket_time = time.monotonic()
 
     def inject(self, path_contains: str, *outcomes: int | str) -> None:
-        """Queue outcomes (HTTP codes, ``"malformed"``, ``"timeout"`` or ``"drop"``) for the next matching requests."""
+        """Queue outcomes for the next requests whose path contains ``path_contains``: HTTP codes, ``"malformed"``
+        (a 200 with truncated JSON), ``"html"`` (a 200 with a proxy's HTML login page), ``"timeout"`` or ``"drop"``."""
         with self.lock:
             self.faults.queued.setdefault(path_contains, []).extend(outcomes)
 
@@ -410,11 +454,11 @@ class FakeCohereApi:
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         if path.startswith("/_simulator/"):
             return self.control(method, path, query)
-        self.enter(path, query, headers)
+        number = self.enter(path, query, headers)
         try:
             if self.latency:
                 time.sleep(self.latency)
-            self.check_limits(path, headers)
+            self.check_limits(path, headers, number)
             body = self.route(method, path, query)
             return 200, orjson.dumps(body), {}
         except ApiError as error:
@@ -422,15 +466,17 @@ class FakeCohereApi:
                 self.stats.errors_sent[error.status] = self.stats.errors_sent.get(error.status, 0) + 1
             if error.status == DROP:
                 return DROP, b"", {}
-            if error.status == 0:  # "malformed": a 200 whose body is not JSON
-                return 200, b'{"events": [{"status": "STATUS_READY", "created_at": ', {}
+            if error.raw is not None:
+                return error.status, error.raw, error.headers
             payload = orjson.dumps({"id": str(uuid.uuid4()), "message": error.message})
             return error.status, payload, error.headers
         finally:
             self.leave()
 
-    def enter(self, path: str, query: dict[str, str], headers: dict[str, str]) -> None:
+    def enter(self, path: str, query: dict[str, str], headers: dict[str, str]) -> int:
+        """Count the request; returns its number, counting from 1."""
         with self.lock:
+            self.received += 1
             stats = self.stats
             stats.requests += 1
             stats.in_flight += 1
@@ -438,19 +484,26 @@ class FakeCohereApi:
             stats.client_names.add(headers.get("x-client-name", ""))
             if "order_by" not in query and (path == MODELS_PATH or path.endswith("/events")):
                 stats.lists_without_order_by += 1
+            return self.received
 
     def leave(self) -> None:
         with self.lock:
             self.stats.in_flight -= 1
 
-    def check_limits(self, path: str, headers: dict[str, str]) -> None:
+    def check_limits(self, path: str, headers: dict[str, str], number: int = 0) -> None:
         if headers.get("authorization", "") != f"Bearer {self.api_key}":
             raise ApiError(401, "invalid api token")
+        every = self.faults.fault_every
+        if every and number % every == 0:
+            status = self.faults.fault_status
+            raise ApiError(status, f"injected failure {status} on request {number}", {"Retry-After": "1"})
         queued = self.next_queued_fault(path)
         if queued == "timeout":
             time.sleep(self.stall_seconds)
         elif queued == "malformed":
-            raise ApiError(0, "malformed")
+            raise ApiError(200, "malformed", {"Content-Type": "application/json"}, TRUNCATED_JSON)
+        elif queued == "html":
+            raise ApiError(200, "html login page", {"Content-Type": "text/html; charset=utf-8"}, LOGIN_PAGE)
         elif queued == "drop":
             raise ApiError(DROP, "connection dropped")
         elif isinstance(queued, int):
@@ -496,7 +549,7 @@ class FakeCohereApi:
             raise ApiError(405, "method not allowed")
         if path == MODELS_PATH:
             self.count("list_models")
-            return self.page(self.world.model_list(), query, "finetuned_models")
+            return self.page(self.world.model_list(), query, "finetuned_models", shift=self.faults.shift_list)
         if not path.startswith(MODELS_PATH + "/"):
             raise ApiError(404, "Not Found")
         parts = path[len(MODELS_PATH) + 1 :].split("/")
@@ -510,11 +563,19 @@ class FakeCohereApi:
         if parts[1:] == ["events"]:
             self.count("list_events")
             events = self.world.events_of(model_id)
-            return self.page(events, query, "events", salt=model_id, encode=lambda event: event.to_json())
+            return self.page(events, query, "events", salt=model_id, encode=encode_event, reorderable=True)
         if parts[1:] == ["training-step-metrics"]:
             self.count("list_metrics")
             metrics = self.world.step_metrics_of(model_id)
-            return self.page(metrics, query, "step_metrics", ordered=False, salt=model_id, encode=StepMetrics.to_json)
+            return self.page(
+                metrics,
+                query,
+                "step_metrics",
+                ordered=False,
+                salt=model_id,
+                encode=StepMetrics.to_json,
+                reorderable=True,
+            )
         raise ApiError(404, "Not Found")
 
     def page(
@@ -525,30 +586,71 @@ class FakeCohereApi:
         ordered: bool = True,
         salt: str = "",
         encode: Callable[[Any], dict[str, Any]] | None = None,
+        reorderable: bool = False,
+        shift: int = 0,
     ) -> dict[str, Any]:
+        """One page of ``items`` (stored oldest first). ``ordered`` listings take ``order_by``; the others are
+        served newest first. ``reorderable`` listings obey Faults.ignore_order_by; ``shift`` is Faults.shift_list."""
         size = parse_page_size(query.get("page_size", ""))
+        newest_first = True
         if ordered:
             order = query.get("order_by", "created_at").strip().lower()
             if order not in ("created_at", "created_at asc", "created_at desc"):
                 raise ApiError(400, f"invalid order_by {order!r}: supported fields are created_at")
-            # The stored order is ascending with the tie order kept; "desc" reverses it.
-            if order.endswith("desc"):
-                items = items[::-1]
+            newest_first = order.endswith("desc")  # stored ascending with the tie order kept
         try:
             offset = decode_token(query["page_token"]) if query.get("page_token") else 0
         except (ValueError, KeyError, TypeError):
             raise ApiError(400, "invalid page_token") from None
+        stuck = self.faults.stuck_paging
+        if stuck == "same-page":
+            offset = 0
+        elif offset:
+            offset = max(0, offset - shift)
+        items = self.arrange(items, newest_first, size, salt if reorderable else None)
         chunk = items[offset : offset + size]
         if encode is not None:  # only the page served, not the whole history on every request
             chunk = [encode(item) for item in chunk]
         body: dict[str, Any] = {name: chunk}
-        if offset + size < len(items):
-            body["next_page_token"] = encode_token(offset + size, salt[:8])
+        if stuck == "same-token" and len(items) > size:
+            body["next_page_token"] = encode_token(size, salt[:8])  # page 1's token, forever
+        elif offset + size < len(items):
+            body["next_page_token"] = encode_token(offset + size, salt[:8], self.fresh() if stuck else None)
         else:
             self.end_page(body, salt)
         if offset == 0:
             body["total_size"] = len(items)
         return body
+
+    def arrange(self, items: list[Any], newest_first: bool, size: int, reorder_salt: str | None) -> list[Any]:
+        """Items in the order served: as asked, or as Faults.ignore_order_by disorders them."""
+        mode = self.faults.ignore_order_by if reorder_salt is not None else None
+        if mode is None:
+            return items[::-1] if newest_first else items
+        if mode == "asc":
+            return items
+        if mode == "unordered":
+            shuffled = list(items)
+            random.Random(reorder_salt).shuffle(shuffled)
+            return shuffled
+        if mode == "mixed":
+            served: list[Any] = []
+            low, high = 0, len(items)
+            while low < high:
+                if len(served) // size % 2 == 0:  # pages 1, 3, 5...: the newest remaining, newest first
+                    taken = items[max(low, high - size) : high][::-1]
+                    high -= len(taken)
+                else:  # pages 2, 4, 6...: the oldest remaining, oldest first
+                    taken = items[low : min(high, low + size)]
+                    low += len(taken)
+                served += taken
+            return served
+        raise ValueError(f"unknown ignore_order_by {mode!r}")
+
+    def fresh(self) -> int:
+        with self.lock:
+            self.nonce += 1
+            return self.nonce
 
     def end_page(self, body: dict[str, Any], salt: str) -> None:
         form = self.world.end_of_pages
@@ -691,6 +793,10 @@ def training_curves(model_id: str, base_type: str, start: datetime, end: datetim
     return tuple(steps)
 
 
+def encode_event(event: Event) -> dict[str, Any]:
+    return event.to_json()  # the instance's method: a test may replace it
+
+
 def step_metrics(model: Model, now: datetime) -> list[StepMetrics]:
     """The model's logged training steps visible at ``now``, ascending by step; none if it never trained."""
     span = training_span(model.events)
@@ -720,7 +826,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", extra.pop("Content-Type", "application/json"))
         self.send_header("Content-Length", str(len(body)))
         if self.api.announce_simulated:
             self.send_header(SIMULATED_HEADER, "1")
