@@ -163,7 +163,10 @@ def run(
             metrics=metrics,
             progress=progress,
         )
-        return run_load(config.api_key(), config.base_url(), options).line()
+        summary = run_load(config.api_key(), config.base_url(), options)
+        for warning in summary.warnings():
+            print(warning, file=sys.stderr, flush=True)
+        return summary.line()
 
     guarded(action, log_file)
 

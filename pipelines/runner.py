@@ -81,9 +81,19 @@ class LoadSummary:
     fetched: int = 0
     unchanged: int = 0
     paged_in_full: int = 0
+    first_out_of_order: str = ""
     finished_pending: bool = False
     skipped: list[str] = field(default_factory=list)
     views: list[str] = field(default_factory=list)
+
+    def warnings(self) -> list[str]:
+        """What went wrong without failing the run, a line each, for stderr."""
+        if not self.paged_in_full:
+            return []
+        return [
+            f"warning: the API did not list {self.first_out_of_order} newest first (it may ignore order_by); "
+            f"{self.paged_in_full} models were paged to the end, so nothing was lost, at the cost of more requests"
+        ]
 
     def line(self) -> str:
         text = (
@@ -214,6 +224,7 @@ def run_load(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
         fetched=report.fetched,
         unchanged=report.unchanged,
         paged_in_full=len(report.paged_in_full),
+        first_out_of_order=report.first_out_of_order,
         finished_pending=finished_pending,
         skipped=report.skipped,
         views=views,

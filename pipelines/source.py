@@ -9,7 +9,6 @@ pages of models never matters to dlt.
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -59,8 +58,6 @@ UTC_NANOS = pa.timestamp("ns", tz="UTC")
 BATCH_ROWS = 20_000  # rows handed to dlt at once: big enough to be cheap, small enough to stay flat
 NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}  # protobuf JSON's non-finite doubles
 UNTRAINED = {"STATUS_QUEUED", "STATUS_UNSPECIFIED", ""}  # a model in these has no training metrics yet
-
-log = logging.getLogger(__name__)
 
 
 def _cols(data_type: TDataType, *names: str) -> TTableSchemaColumns:
@@ -129,16 +126,12 @@ class RunReport:
     unchanged: int = 0  # models skipped as unchanged since the last committed load
     skipped: list[str] = field(default_factory=list)
     paged_in_full: set[str] = field(default_factory=set)  # models whose listing was not newest first
+    first_out_of_order: str = ""
 
     def out_of_order(self, model_id: str, what: str) -> None:
-        """Note a listing that was not newest first; warn once per run."""
+        """Note a listing that was not newest first; the run warns once, naming the first such listing."""
         if not self.paged_in_full:
-            log.warning(
-                "the API did not list %s of model %s newest first (it may ignore order_by); such models are "
-                "paged to the end, so nothing is lost, at the cost of more requests",
-                what,
-                model_id,
-            )
+            self.first_out_of_order = f"{what} of model {model_id}"
         self.paged_in_full.add(model_id)
 
 
