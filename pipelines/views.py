@@ -127,7 +127,8 @@ def portable(query: exp.Query, dialect: str) -> exp.Query:
         return node
 
     result = query.copy().transform(replace)
-    assert isinstance(result, exp.Query)
+    if not isinstance(result, exp.Query):
+        raise ValueError(f"not a select query: {query.sql()[:80]}")
     return result
 
 
