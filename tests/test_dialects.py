@@ -35,8 +35,8 @@ DESTINATIONS = {
 # Functions each dialect's output may call, checked against that database's documentation. A new view that needs
 # another function adds it here after checking that the function exists there with the same meaning.
 COMMON = {
-    "AVG", "CAST", "CEIL", "COALESCE", "COUNT", "FLOOR", "GROUPING", "LAG", "LEAD", "MAX", "MIN", "NULLIF",
-    "REGEXP_REPLACE", "ROW_NUMBER", "SQRT", "SUM", "UPPER",
+    "AVG", "CAST", "CEIL", "COALESCE", "COUNT", "FLOOR", "GROUPING", "LAG", "LEAD", "LOWER", "MAX", "MIN",
+    "NULLIF", "REGEXP_REPLACE", "ROW_NUMBER", "SQRT", "SUM", "UPPER",
 }  # fmt: skip
 FUNCTIONS = {
     "duckdb": COMMON | {"BOOL_OR", "DATE_DIFF", "EPOCH_US", "GREATEST", "LEAST"},
@@ -53,7 +53,7 @@ FUNCTIONS = {
         "LEAST_IGNORE_NULLS",
     },
 }  # fmt: skip
-KEYWORDS = {"AS", "FROM", "IN", "OVER", "SETS"}  # `word (` that is not a call: cte AS (, IN (, OVER (, ...
+KEYWORDS = {"AS", "FROM", "IN", "OVER", "SETS", "WHERE"}  # `word (` that is not a call: cte AS (, IN (, ...
 VIEW_QUERIES = list(expand_view_queries(view_files()))
 
 
