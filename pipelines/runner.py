@@ -24,8 +24,14 @@ from pipelines.client import CohereApiError
 from pipelines.source import SOURCE_NAME, MixedOriginError, RunReport, cohere_finetuning
 
 # DuckDB's buffer pool for a run's load, beyond which it spills to a temporary folder beside the warehouse: without
-# a cap it keeps every block the load writes in memory, and a run's peak grows with the events it loads.
-DUCKDB_MEMORY_LIMIT = "32MB"
+# a cap it keeps every block the load writes in memory, and a run's peak grows with the events it loads. Part of what
+# a query needs cannot spill and grows with DuckDB's threads (one per core by default): the merge of a big load ran
+# out of 32 MB with 64 threads. So the load runs on DUCKDB_LOAD_THREADS threads whatever the core count, and a user
+# who sets more threads gets DUCKDB_MEMORY_PER_THREAD for each.
+DUCKDB_MEMORY_LIMIT_MB = 32
+DUCKDB_LOAD_THREADS = 2
+DUCKDB_MEMORY_PER_THREAD_MB = 4
+DUCKDB_GLOBAL_CONFIG = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
 DUCKDB_ROWS_PER_INSERT = 100
 
 
@@ -146,23 +152,39 @@ def make_pipeline(destination: str = "duckdb", progress: bool = False) -> dlt.Pi
     )
 
 
+def duckdb_load_config(configured: dict[str, Any]) -> dict[str, Any]:
+    """DuckDB's global settings for a run's load: the user's, with a memory cap sized for the threads unless they set
+    ``memory_limit`` themselves."""
+    try:
+        threads = int(configured.get("threads", DUCKDB_LOAD_THREADS))
+    except (TypeError, ValueError):
+        return configured  # DuckDB says what is wrong with it
+    if "memory_limit" in configured:
+        return configured
+    memory_mb = max(DUCKDB_MEMORY_LIMIT_MB, threads * DUCKDB_MEMORY_PER_THREAD_MB)
+    return {**configured, "threads": threads, "memory_limit": f"{memory_mb}MB"}
+
+
 @contextmanager
 def duckdb_memory_cap(destination: str) -> Iterator[None]:
-    """Cap DuckDB's memory while a run loads, unless the user configured DuckDB's global settings the dlt way.
+    """Cap DuckDB's memory and threads while a run loads, merged into the global settings the user configured.
 
     Only for the run: a load spills to disk beyond the cap, but queries such as the views' window functions may
-    not, so connections opened afterwards in the same process get DuckDB's default again.
+    not, so connections opened afterwards in the same process get DuckDB's defaults (or the user's settings) again.
     """
-    name = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
-    configured = name in os.environ or dlt.config.get("destination.duckdb.credentials.global_config") is not None
-    if destination != "duckdb" or configured:
+    if destination != "duckdb":
         yield
         return
-    os.environ[name] = orjson.dumps({"memory_limit": DUCKDB_MEMORY_LIMIT}).decode()
+    before = os.environ.get(DUCKDB_GLOBAL_CONFIG)
+    configured = dlt.config.get("destination.duckdb.credentials.global_config", dict) or {}
+    os.environ[DUCKDB_GLOBAL_CONFIG] = orjson.dumps(duckdb_load_config(dict(configured))).decode()
     try:
         yield
     finally:
-        del os.environ[name]
+        if before is None:
+            del os.environ[DUCKDB_GLOBAL_CONFIG]
+        else:
+            os.environ[DUCKDB_GLOBAL_CONFIG] = before
 
 
 def warehouse_simulated(pipeline: dlt.Pipeline) -> bool | None:

@@ -12,10 +12,12 @@ dlt can qualify and translate it for any SQL destination, and no view depends on
 recreating one never breaks or cascades to the others, and PostgreSQL's drop-and-create cannot take dependent
 views with it.
 
-Empty warehouses: a run that loaded no models leaves dlt without the source tables (dlt creates tables only for
-data), and a warehouse loaded before training metrics existed lacks ``training_step_metrics``. Those are then
-created empty through dlt's own job client, from the column hints the source declares, so the views always bind
-and simply return no rows.
+Dialects: the files are DuckDB SQL written to translate exactly to every dialect the README names (DuckDB and
+MotherDuck, PostgreSQL, BigQuery, Snowflake; tests/test_dialects.py checks each file). Translation is strict: what
+sqlglot cannot translate fails the views with a message naming the view, never a view with other semantics. One
+function needs more than sqlglot: ``epoch_us`` (exact UTC epoch microseconds, the base of every duration), which
+sqlglot passes through unchanged, so ``portable`` writes it in each dialect's own terms first.
+
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dlt
@@ -33,7 +36,8 @@ from dlt.common.destination.client import WithStateSync
 from dlt.common.schema.typing import TColumnSchema, TTableSchemaColumns
 from dlt.common.schema.utils import new_table
 from dlt.destinations.job_client_impl import SqlJobClientBase
-from sqlglot import exp
+from sqlglot import ErrorLevel, exp
+from sqlglot.errors import UnsupportedError
 
 from pipelines.source import EVENT_COLUMNS, EVENTS_KEY, METRIC_COLUMNS, METRICS_KEY, MODEL_COLUMNS, SOURCE_NAME
 
@@ -48,6 +52,9 @@ SOURCE_TABLES: dict[str, TTableSchemaColumns] = {
 }
 # CREATE OR REPLACE VIEW cannot change a view's columns on these: drop and create instead
 DROP_BEFORE_CREATE = {"postgres", "redshift"}
+# the sqlglot dialects of the destinations the README names (MotherDuck's is duckdb): every view must translate to each
+DIALECTS = ("duckdb", "postgres", "bigquery", "snowflake")
+TRANSLATION_REVISION = 2  # part of the translation cache's key: bump when the translation code changes its output
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +72,17 @@ def view_files(sql_dir: Path = SQL_DIR) -> list[tuple[str, str]]:
 
 def expand_views(views: list[tuple[str, str]]) -> Iterator[tuple[str, str]]:
     """Each view's query with the earlier views it reads replaced by their (expanded) queries."""
+    for name, query in expand_view_queries(views):
+        yield name, query.sql(dialect="duckdb")
+
+
+def expand_view_queries(views: list[tuple[str, str]]) -> Iterator[tuple[str, exp.Query]]:
+    """``expand_views`` as parsed (DuckDB) queries."""
     expanded: dict[str, exp.Query] = {}
     for name, sql in views:
         query = inline(sqlglot.parse_one(sql, read="duckdb"), expanded)
         expanded[name] = query
-        yield name, query.sql(dialect="duckdb")
+        yield name, query.copy()
 
 
 def inline(query: exp.Expression, views: dict[str, exp.Query]) -> exp.Query:
@@ -87,6 +100,80 @@ def inline(query: exp.Expression, views: dict[str, exp.Query]) -> exp.Query:
     if not isinstance(result, exp.Query):
         raise ValueError(f"a view file must hold one select query, not: {query.sql()[:80]}")
     return result
+
+
+class ViewTranslationError(Exception):
+    """A view cannot be translated exactly for the destination's SQL dialect."""
+
+
+def epoch_micros(value: exp.Expression, dialect: str) -> exp.Expression:
+    """Exact microseconds since the Unix epoch (UTC) of a timestamp with time zone, in ``dialect``."""
+    if dialect == "duckdb":
+        return exp.Anonymous(this="epoch_us", expressions=[value])
+    if dialect == "postgres":
+        # extract(epoch) is an exact numeric since PostgreSQL 14 (a double before: round it to the microsecond)
+        seconds = exp.Extract(this=exp.var("epoch"), expression=value)
+        return exp.cast(exp.Round(this=exp.Mul(this=seconds, expression=exp.Literal.number(1_000_000))), "bigint")
+    if dialect == "snowflake":
+        return exp.Extract(this=exp.var("epoch_microsecond"), expression=value)
+    return exp.UnixMicros(this=value)  # UNIX_MICROS: BigQuery's; elsewhere what sqlglot makes of it
+
+
+def portable(query: exp.Query, dialect: str) -> exp.Query:
+    """``query`` (DuckDB) with what sqlglot would not translate written for ``dialect``: ``epoch_us``."""
+
+    def replace(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Anonymous) and node.name.lower() == "epoch_us" and len(node.expressions) == 1:
+            return epoch_micros(node.expressions[0], dialect)
+        return node
+
+    result = query.copy().transform(replace)
+    if not isinstance(result, exp.Query):
+        raise ValueError(f"not a select query: {query.sql()[:80]}")
+    return result
+
+
+def translate(name: str, query: exp.Query, dialect: str) -> str:
+    """A view's (expanded) query in ``dialect``, unqualified; raises ViewTranslationError where sqlglot cannot."""
+    for mod in query.find_all(exp.Mod):
+        if isinstance(mod.this, exp.Add | exp.Sub):
+            # sqlglot 29 reads `a - b % c` as `(a - b) % c` (and BigQuery then gets MOD(a - b, c))
+            raise ViewTranslationError(f"view {name}: put parentheses around `%` and its operands: {mod.sql()}")
+    try:
+        return portable(query, dialect).sql(dialect=dialect, unsupported_level=ErrorLevel.RAISE)
+    except UnsupportedError as error:
+        raise ViewTranslationError(f"view {name} cannot be translated for {dialect}: {one_line(error)}") from None
+
+
+def one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.module == "generator":  # what sqlglot's generator could not translate
+            self.messages.append(record.getMessage())
+
+
+@contextmanager
+def unsupported_raises(name: str, dialect: str) -> Iterator[None]:
+    """Fail where sqlglot generates SQL it cannot translate: it only logs a warning unless told otherwise, which
+    dlt's ``to_sql`` does not tell it."""
+    logger = logging.getLogger("sqlglot")
+    handler, level = _Collect(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    if handler.messages:
+        raise ViewTranslationError(f"view {name} cannot be translated for {dialect}: {'; '.join(handler.messages)}")
 
 
 def view_schema(pipeline: dlt.Pipeline) -> dlt.Schema:
@@ -111,18 +198,28 @@ def ensure_source_tables(client: SqlJobClientBase) -> list[str]:
     return missing
 
 
-def translated_views(pipeline: dlt.Pipeline, schema: dlt.Schema) -> list[tuple[str, str]]:
+def translated_views(pipeline: dlt.Pipeline, schema: dlt.Schema, sql_dir: Path = SQL_DIR) -> list[tuple[str, str]]:
     """Every view's query in the destination's dialect, qualified for its dataset.
 
     DuckDB takes the files as they are: they are DuckDB SQL, DuckDB resolves a view's unqualified names (tables and
     earlier views) in the view's own schema when the view is queried, and replacing a view never cascades. Elsewhere
-    translating takes sqlglot most of a second, so the result is kept in the pipeline's working folder and reused
-    until the SQL files, the destination, the dataset or the schema change.
+    each view is translated strictly (``translate``), then qualified and translated by dlt with the same strictness.
+    That takes sqlglot most of a second, so the result is kept in the pipeline's working folder and reused until the
+    SQL files, the translation, the destination, the dataset or the schema change.
     """
-    files = view_files()
+    files = view_files(sql_dir)
     if pipeline.destination.destination_type == "dlt.destinations.duckdb":
         return files
-    identity = repr((files, pipeline.destination.destination_type, pipeline.dataset_name, schema.version_hash))
+    identity = repr(
+        (
+            files,
+            TRANSLATION_REVISION,
+            sqlglot.__version__,
+            pipeline.destination.destination_type,
+            pipeline.dataset_name,
+            schema.version_hash,
+        )
+    )
     key = hashlib.sha256(identity.encode()).hexdigest()
     cache = Path(pipeline.working_dir) / "translated_views.json"
     try:
@@ -132,7 +229,12 @@ def translated_views(pipeline: dlt.Pipeline, schema: dlt.Schema) -> list[tuple[s
     except (OSError, ValueError, KeyError, TypeError):
         pass  # no cache yet, or an unreadable one: translate afresh
     dataset = pipeline.dataset(schema=schema)
-    queries = [(name, dataset.query(sql, query_dialect="duckdb").to_sql()) for name, sql in expand_views(files)]
+    dialect = str(dataset.destination_dialect)
+    queries = []
+    for name, query in expand_view_queries(files):
+        translate(name, query, dialect)  # raises what sqlglot cannot translate, before dlt would only warn
+        with unsupported_raises(name, dialect):
+            queries.append((name, dataset.query(portable(query, dialect), query_dialect="duckdb").to_sql()))
     cache.write_text(json.dumps({"key": key, "queries": queries}), encoding="utf-8")
     return queries
 

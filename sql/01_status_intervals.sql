@@ -1,5 +1,7 @@
 -- one row per maximal run of one status of one model, in event order;
--- the last interval of a model is open and its duration runs to the time of the query
+-- the last interval of a model is open and its duration runs to the time of the query.
+-- every window orders by columns that are never null, written `nulls first`: that is bigquery's default, which
+-- cannot state another null order in a window, so each dialect is given the same order.
 with status_events as (
     select
         finetuned_model_id,
@@ -40,7 +42,7 @@ ordered_events as (
         created_at,
         row_number() over (
             partition by finetuned_model_id
-            order by created_at, lifecycle_rank, api_status
+            order by created_at nulls first, lifecycle_rank nulls first, api_status nulls first
         ) as event_seq
     from ranked_events
 ),
@@ -53,7 +55,7 @@ status_changes as (
         created_at,
         event_seq,
         case
-            when lag(status) over (partition by finetuned_model_id order by event_seq) = status then 0
+            when lag(status) over (partition by finetuned_model_id order by event_seq nulls first) = status then 0
             else 1
         end as starts_interval
     from ordered_events
@@ -68,7 +70,7 @@ numbered_events as (
         starts_interval,
         cast(sum(starts_interval) over (
             partition by finetuned_model_id
-            order by event_seq
+            order by event_seq nulls first
             rows between unbounded preceding and current row
         ) as bigint) as interval_seq
     from status_changes
@@ -92,10 +94,10 @@ linked_intervals as (
         interval_seq,
         status,
         entered_at,
-        lead(entered_at) over (partition by finetuned_model_id order by interval_seq) as exited_at,
+        lead(entered_at) over (partition by finetuned_model_id order by interval_seq nulls first) as exited_at,
         n_events,
-        lag(status) over (partition by finetuned_model_id order by interval_seq) as prev_status,
-        lead(status) over (partition by finetuned_model_id order by interval_seq) as next_status,
+        lag(status) over (partition by finetuned_model_id order by interval_seq nulls first) as prev_status,
+        lead(status) over (partition by finetuned_model_id order by interval_seq nulls first) as next_status,
         entered_by
     from intervals
 )
@@ -107,11 +109,8 @@ select
     entered_at,
     exited_at,
     exited_at is null as is_open,
-    -- subtracted as utc wall times: duckdb subtracts zoned timestamps in the session time zone
-    epoch(
-        (coalesce(exited_at, current_timestamp) at time zone 'UTC')
-        - (entered_at at time zone 'UTC')
-    ) as duration_seconds,
+    -- exact elapsed seconds from utc epoch microseconds, whatever the session time zone
+    (epoch_us(coalesce(exited_at, current_timestamp)) - epoch_us(entered_at)) / 1000000 as duration_seconds,
     n_events,
     prev_status,
     next_status,

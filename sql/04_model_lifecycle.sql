@@ -35,6 +35,7 @@ milestones as (
         min(case when status = 'READY' then entered_at end) as first_ready_at,
         min(case when status = 'FAILED' then entered_at end) as first_failed_at,
         min(case when status = 'DELETED' then entered_at end) as first_deleted_at,
+        min(case when status in ('READY', 'FAILED', 'DELETED') then interval_seq end) as first_end_seq,
         min(case when status = 'READY' then interval_seq end) as first_ready_seq,
         max(case when status = 'READY' then interval_seq end) as last_ready_seq,
         min(case when status = 'FAILED' then interval_seq end) as first_failed_seq,
@@ -43,26 +44,15 @@ milestones as (
     group by finetuned_model_id
 ),
 
-milestones_utc as (
-    -- utc wall times: duckdb subtracts zoned timestamps in the session time zone
-    select
-        finetuned_model_id,
-        first_event_at at time zone 'UTC' as first_event_utc,
-        first_queued_at at time zone 'UTC' as first_queued_utc,
-        first_finetuning_at at time zone 'UTC' as first_finetuning_utc,
-        first_deploying_at at time zone 'UTC' as first_deploying_utc,
-        first_ready_at at time zone 'UTC' as first_ready_utc
-    from milestones
-),
-
 step_timings as (
+    -- exact elapsed seconds from utc epoch microseconds, whatever the session time zone
     select
         finetuned_model_id,
-        epoch(first_finetuning_utc - first_queued_utc) as queue_seconds,
-        epoch(first_deploying_utc - first_finetuning_utc) as training_seconds,
-        epoch(first_ready_utc - first_deploying_utc) as deploy_seconds,
-        epoch(first_ready_utc - first_event_utc) as time_to_ready_seconds
-    from milestones_utc
+        (epoch_us(first_finetuning_at) - epoch_us(first_queued_at)) / 1000000 as queue_seconds,
+        (epoch_us(first_deploying_at) - epoch_us(first_finetuning_at)) / 1000000 as training_seconds,
+        (epoch_us(first_ready_at) - epoch_us(first_deploying_at)) / 1000000 as deploy_seconds,
+        (epoch_us(first_ready_at) - epoch_us(first_event_at)) / 1000000 as time_to_ready_seconds
+    from milestones
 ),
 
 current_intervals as (
@@ -77,7 +67,8 @@ current_intervals as (
 outcomes as (
     select
         finetuned_model_id,
-        case least(first_ready_seq, first_failed_seq, first_deleted_seq)
+        -- the first end reached (least() of the three would be null on bigquery and snowflake if one is missing)
+        case first_end_seq
             when first_ready_seq then 'ready'
             when first_failed_seq then 'failed'
             when first_deleted_seq then 'cancelled'

@@ -1,13 +1,25 @@
 -- how first attempts ended, the failure rate and its wilson 95% bounds, computed once for every grouping the
 -- failure_rates views show: over all models, per cohort week (the utc monday of the week of a model's first
 -- event) and per base model. each of those views selects its own grouping from here.
-with lifecycles as (
+with lifecycle_days as (
     select
-        cast(date_trunc('week', first_seen_at at time zone 'UTC') as date) as cohort_week,
+        cast(first_seen_at at time zone 'UTC' as date) as first_seen_day,
         base_type,
         base_model_name,
         first_outcome
     from model_lifecycle
+),
+
+lifecycles as (
+    -- the monday on or before the day, counted from monday 1970-01-05: date_trunc('week') would start weeks on
+    -- sunday on bigquery and on the session's week_start on snowflake
+    select
+        first_seen_day - cast(((date_diff('day', date '1970-01-05', first_seen_day) % 7) + 7) % 7 as integer)
+            as cohort_week,
+        base_type,
+        base_model_name,
+        first_outcome
+    from lifecycle_days
 ),
 
 outcome_counts as (
@@ -21,10 +33,10 @@ outcome_counts as (
         base_type,
         base_model_name,
         count(*) as models,
-        count(*) filter (where first_outcome = 'ready') as ready,
-        count(*) filter (where first_outcome = 'failed') as failed,
-        count(*) filter (where first_outcome = 'cancelled') as cancelled,
-        count(*) filter (where first_outcome = 'in_flight') as in_flight
+        count(case when first_outcome = 'ready' then 1 end) as ready,
+        count(case when first_outcome = 'failed' then 1 end) as failed,
+        count(case when first_outcome = 'cancelled' then 1 end) as cancelled,
+        count(case when first_outcome = 'in_flight' then 1 end) as in_flight
     from lifecycles
     group by grouping sets ((), (cohort_week), (base_type, base_model_name))
 ),

@@ -4,8 +4,8 @@ with lifecycles as (
         finetuned_model_id,
         current_status,
         current_since,
-        -- subtracted as utc wall times: duckdb subtracts zoned timestamps in the session time zone
-        epoch((current_timestamp at time zone 'UTC') - (current_since at time zone 'UTC')) as stuck_seconds
+        -- exact elapsed seconds from utc epoch microseconds, whatever the session time zone
+        (epoch_us(current_timestamp) - epoch_us(current_since)) / 1000000 as stuck_seconds
     from model_lifecycle
     where current_status in ('QUEUED', 'FINETUNING', 'DEPLOYING_API')
 )

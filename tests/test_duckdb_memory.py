@@ -1,0 +1,64 @@
+"""The DuckDB memory cap of a run holds, and a load still succeeds, however many threads DuckDB is told to use."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World
+from pipelines.runner import (
+    DUCKDB_GLOBAL_CONFIG,
+    DUCKDB_LOAD_THREADS,
+    DUCKDB_MEMORY_LIMIT_MB,
+    DUCKDB_MEMORY_PER_THREAD_MB,
+    duckdb_memory_cap,
+    make_pipeline,
+)
+from tests.support import NOW, cli, expected_events, warehouse_events
+
+
+def run_settings() -> tuple[int, str]:
+    """DuckDB's threads and memory limit as a run's load sees them."""
+    with duckdb_memory_cap("duckdb"), make_pipeline("duckdb").sql_client() as client:
+        ((threads, memory),) = client.execute_sql("select current_setting('threads'), current_setting('memory_limit')")
+    return int(threads), str(memory)
+
+
+def mib(megabytes: int) -> str:
+    """DuckDB's display of a limit set in MB (10^6 bytes): MiB cut to one decimal."""
+    return f"{math.floor(megabytes * 1_000_000 / 2**20 * 10) / 10:.1f} MiB"
+
+
+def test_the_load_runs_on_few_threads_whatever_the_core_count(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(DUCKDB_GLOBAL_CONFIG, raising=False)
+    assert run_settings() == (DUCKDB_LOAD_THREADS, mib(DUCKDB_MEMORY_LIMIT_MB))
+    assert DUCKDB_GLOBAL_CONFIG not in os.environ  # for the run only
+
+
+@pytest.mark.parametrize("threads", [16, 64])
+def test_a_user_who_sets_many_threads_keeps_a_cap_and_loads_exactly(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, threads: int
+) -> None:
+    configured = f'{{"threads": {threads}}}'
+    monkeypatch.setenv(DUCKDB_GLOBAL_CONFIG, configured)
+    assert run_settings() == (threads, mib(threads * DUCKDB_MEMORY_PER_THREAD_MB))
+    assert os.environ[DUCKDB_GLOBAL_CONFIG] == configured  # the user's setting is back after the run
+    # a real load on that many threads: 60 models with long histories, loaded twice with new events between
+    world = World(models=60, seed=21, now=NOW, long_history=150)
+    with FakeApiServer(FakeCohereApi(world)) as server:
+        env = {"CO_API_URL": server.url, "CO_API_KEY": DEFAULT_API_KEY}
+        first = cli("run", "--requests-per-minute", "0", env=env)
+        assert first.exit_code == 0, first.stderr
+        world.advance(2 * 86400)
+        second = cli("run", "--requests-per-minute", "0", env=env)
+        assert second.exit_code == 0, second.stderr
+    loaded = warehouse_events()
+    assert len(loaded) == len(set(loaded)) and set(loaded) == expected_events(world)
+
+
+def test_the_users_memory_limit_is_theirs(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(DUCKDB_GLOBAL_CONFIG, '{"memory_limit": "1GB", "threads": 3}')
+    assert run_settings() == (3, mib(1000))
