@@ -7,9 +7,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import dlt
-from dlt.common.pipeline import get_dlt_pipelines_dir
-
 PIPELINE_NAME = "cohere_events"
 DATASET_NAME = "cohere_finetuning"
 DUCKDB_FILE = "cohere_events.duckdb"
@@ -27,6 +24,8 @@ def api_key() -> str:
         value = os.environ.get(name, "").strip()
         if value:
             return value
+    import dlt  # here, not at the top: `import dlt` is half a second that `--help` never needs
+
     value = dlt.secrets.get("sources.cohere_finetuning.api_key")
     if value:
         return str(value).strip()
@@ -50,6 +49,8 @@ def base_url() -> str:
 
 def destination_identity(destination: str) -> str:
     """What tells one warehouse from another: the DuckDB file's absolute path, else the credentials."""
+    import dlt
+
     if destination == "duckdb":
         path = duckdb_path()
         return str(path) if path else repr(dlt.secrets.get("destination.duckdb.credentials"))
@@ -58,6 +59,8 @@ def destination_identity(destination: str) -> str:
 
 def duckdb_path() -> Path | None:
     """The DuckDB file this run writes, when the destination is the default DuckDB one."""
+    import dlt
+
     configured: Any = dlt.secrets.get("destination.duckdb.credentials")
     if configured and not isinstance(configured, str):
         return None
@@ -80,5 +83,7 @@ def pipelines_dir(destination: str) -> Path:
     One per warehouse, so that two warehouses (a demo one and a real one, or a deleted and recreated file) never
     share cursors: a stale cursor would silently skip events.
     """
+    from dlt.common.pipeline import get_dlt_pipelines_dir
+
     digest = hashlib.sha256(destination_identity(destination).encode()).hexdigest()[:12]
     return Path(get_dlt_pipelines_dir()) / f"{PIPELINE_NAME}-{destination}-{digest}"
