@@ -135,10 +135,27 @@ def phases(cwd: Path, env: dict[str, str]) -> dict[str, float]:
     return found
 
 
+def walls(url: str, workdir: Path, empty_cache: Path, repeat: int, models: int) -> None:
+    """Wall seconds of --help, report and a no-change run, with uv sync's bytecode and from source."""
+    print(f"\n{models} models loaded; best of {repeat}, wall seconds:")
+    print("| command | installed (uv sync bytecode) | from source (no bytecode) |")
+    print("|---|---:|---:|")
+    for label, command in (
+        ("--help", [*ours(), "--help"]),
+        ("report", [*ours(), "report"]),
+        ("run, nothing new", [*ours(), *RUN_ARGS]),
+    ):
+        times = [
+            wall(command, workdir, env_for(url, workdir, mode, empty_cache), repeat) for mode in ("installed", "source")
+        ]
+        print(f"| `{label}` | {times[0]:.2f} | {times[1]:.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--phases-only", action="store_true", help="only the phases of a no-change run, installed")
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="cohere-events-coldstart-"))
     empty_cache = scratch / "empty-pycache"
@@ -147,21 +164,12 @@ def main() -> None:
     with server(args.models) as api:
         workdir = scratch / "warehouse"
         workdir.mkdir()
-        subprocess.run(ours() + RUN_ARGS, cwd=workdir, env=env_for(api.url, workdir, "installed", empty_cache), check=True)
-        print(f"\n{args.models} models loaded; best of {args.repeat}, wall seconds:")
-        print("| command | installed (uv sync bytecode) | from source (no bytecode) |")
-        print("|---|---:|---:|")
-        for label, command in (
-            ("--help", [*ours(), "--help"]),
-            ("report", [*ours(), "report"]),
-            ("run, nothing new", [*ours(), *RUN_ARGS]),
-        ):
-            times = [
-                wall(command, workdir, env_for(api.url, workdir, mode, empty_cache), args.repeat)
-                for mode in ("installed", "source")
-            ]
-            print(f"| `{label}` | {times[0]:.2f} | {times[1]:.2f} |")
-        for mode in ("installed", "source"):
+        env = env_for(api.url, workdir, "installed", empty_cache)
+        subprocess.run([*ours(), *RUN_ARGS], cwd=workdir, env=env, check=True)
+        modes = ("installed",) if args.phases_only else ("installed", "source")
+        if not args.phases_only:
+            walls(api.url, workdir, empty_cache, args.repeat, args.models)
+        for mode in modes:
             env = env_for(api.url, workdir, mode, empty_cache)
             best = min((phases(workdir, env) for _ in range(args.repeat)), key=lambda found: sum(found.values()))
             print(f"\nno-change run, {mode}: phases (the best run of {args.repeat}), seconds:")

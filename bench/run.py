@@ -74,6 +74,7 @@ class Run:
     requests: int
     errors_429: int = 0
     note: str = ""
+    server_cpu: float = 0.0  # CPU seconds the simulated server spent on this run: is it the bottleneck?
     runs: list[float] = field(default_factory=list)
 
 
@@ -85,6 +86,11 @@ class Server:
     url: str
     models: int
     events: int
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        times = psutil.Process(self.pid).cpu_times()
+        return float(times.user + times.system)
 
     def get(self, path: str) -> dict[str, Any]:
         with urllib.request.urlopen(self.url + path, timeout=30) as response:
@@ -119,7 +125,7 @@ def server(models: int, spells: int = 0, latency_ms: float = 0.0, rate_limit: in
         if not line:
             raise RuntimeError(f"the simulated API did not start: {' '.join(command)}")
         info = orjson.loads(line)
-        yield Server(info["url"], info["models"], info["events"])
+        yield Server(info["url"], info["models"], info["events"], process.pid)
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -249,11 +255,13 @@ def run_peer(name: str, api: Server, scratch: Path) -> tuple[float, float, int, 
 def one_run(scenario: str, competitor: str, api: Server, scratch: Path, **kwargs: Any) -> Run:
     """One measured run, with the server's request count and 429s for it alone."""
     api.reset()
+    server_cpu = api.cpu_seconds()
     if competitor == "ours":
         seconds, peak, events, note = run_ours(api, scratch, **kwargs)
     else:
         seconds, peak, events, note = run_peer(competitor, api, scratch)
     stats = api.stats()
+    server_cpu = api.cpu_seconds() - server_cpu
     run = Run(
         scenario,
         competitor,
@@ -264,10 +272,11 @@ def one_run(scenario: str, competitor: str, api: Server, scratch: Path, **kwargs
         stats["requests"],
         int(stats["errors_sent"].get("429", 0)),
         note,
+        round(server_cpu, 2),
     )
     print(
         f"  {scenario:<14} {competitor:<9} {seconds:7.2f} s {peak:7.1f} MB  {events} of {api.events} events, "
-        f"{stats['requests']} requests",
+        f"{stats['requests']} requests, server CPU {server_cpu:.1f} s",
         file=sys.stderr,
         flush=True,
     )
@@ -497,6 +506,9 @@ def main() -> None:
         choices=["big", "slow", "rate", "scale"],
         help="run only this scenario (repeatable)",
     )
+    parser.add_argument(
+        "--scale-models", help="model counts of the scale scenario, comma-separated (default 5000,20000; quick 40)"
+    )
     parser.add_argument("--out", type=Path, default=BENCH / "out", help="folder for results.json and results.md")
     parser.add_argument("--no-warmup", action="store_true", help="skip the unmeasured first run of everyone")
     parser.add_argument("--update-readme", action="store_true", help="write the table into bench/README.md")
@@ -504,6 +516,8 @@ def main() -> None:
     sizes = QUICK if args.quick else FULL
     if args.repeat:
         sizes.repeat = args.repeat
+    if args.scale_models:
+        sizes.scale_models = tuple(int(count) for count in args.scale_models.split(","))
     info = machine()
     args.out.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="cohere-events-bench-"))
