@@ -2,7 +2,8 @@
 
     python bench/server.py --models 200 --long-history 672 [--latency-ms 30] [--rate-limit 240]
 
-Builds the world, starts serving on 127.0.0.1 (a free port), then prints one JSON line
+Builds the world (20,000 models with natural histories: about 1 s and 80 MB), starts serving on 127.0.0.1 (a free
+port), then prints one JSON line
 ``{"url": ..., "models": ..., "events": ...}`` and serves until killed.
 """
 
@@ -12,12 +13,38 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipelines.fake_api import FakeApiServer, FakeCohereApi, Faults, World
+
+
+class ListedWorld(World):
+    """The simulated world with its model list kept between requests while the world stands still.
+
+    ``World.model_list`` builds every model's body at the world's clock and sorts them on every list request: 0.36 s
+    for 20,000 models, so 200 list pages would cost the server 70 s, all under its lock. The bench never moves the
+    clock or edits a model, and the list is rebuilt if anything that shapes it changes.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._listed: tuple[Any, list[dict[str, Any]]] | None = None
+
+    def model_list(self) -> list[dict[str, Any]]:
+        with self.lock:
+            key = (self.now, len(self.models), frozenset(self.hidden))
+            if self._listed is None or self._listed[0] != key:
+                self._listed = (key, super().model_list())
+            return self._listed[1]
+
+    def add_event(self, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            self._listed = None  # the model's status and updated_at may change
+            return super().add_event(*args, **kwargs)
 
 
 def main() -> None:
@@ -28,7 +55,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--rate-limit", type=int, default=0, help="server limit in requests per minute")
     args = parser.parse_args()
-    world = World(models=args.models, seed=args.seed, long_history=args.long_history)
+    world = ListedWorld(models=args.models, seed=args.seed, long_history=args.long_history)
     api = FakeCohereApi(world, latency_ms=args.latency_ms, faults=Faults(rate_limit_rpm=args.rate_limit))
     server = FakeApiServer(api).start()
     line = {"url": server.url, "models": len(world.models), "events": world.event_count()}

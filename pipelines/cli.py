@@ -97,8 +97,6 @@ def exit_code_for(error: BaseException) -> int:
 
 def guarded(action: Callable[[], str], log_file: Path | None = None) -> None:
     """Run a command body; map any failure to a one-line message and the contract's exit status."""
-    from pipelines.runner import root_cause
-
     try:
         message = action()
     except typer.Exit:
@@ -106,6 +104,8 @@ def guarded(action: Callable[[], str], log_file: Path | None = None) -> None:
     except KeyboardInterrupt:
         finish("interrupted: nothing half-written was committed; the next run completes the load", 130, log_file)
     except Exception as error:  # every failure ends on one clear line, never a stack trace
+        from pipelines.runner import root_cause  # here: importing the runner costs `report` dlt, pyarrow, httpx
+
         cause = root_cause(error)
         code = exit_code_for(cause)
         text = one_line(cause)

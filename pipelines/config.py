@@ -7,9 +7,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import dlt
-from dlt.common.pipeline import get_dlt_pipelines_dir
-
 PIPELINE_NAME = "cohere_events"
 DATASET_NAME = "cohere_finetuning"
 DUCKDB_FILE = "cohere_events.duckdb"
@@ -29,6 +26,8 @@ def api_key() -> str:
         value = os.environ.get(name, "").strip()
         if value:
             return value
+    import dlt  # here, not at the top: `import dlt` is half a second that `--help` never needs
+
     value = dlt.secrets.get("sources.cohere_finetuning.api_key")
     if value:
         return str(value).strip()
@@ -56,6 +55,8 @@ def destination_identity(destination: str) -> str:
     For DuckDB this is the file a new pipeline would write from here, so the default ``cohere_events.duckdb`` in the
     working directory keeps the identity (and dlt working folder) it always had.
     """
+    import dlt
+
     if destination == "duckdb":
         database = duckdb_database()
         return database if database == PIPELINE_LOCATION else str(Path(database).resolve())
@@ -85,6 +86,7 @@ def duckdb_database(**local_files: str | None) -> str:
     ``local_files`` binds what a pipeline binds (working folder, ``initial_cwd``); unbound, a relative path is taken
     from dlt's local dir (the working directory) and ``:pipeline:`` is returned as it is.
     """
+    import dlt
     from dlt.common.configuration.exceptions import ConfigurationException
     from dlt.common.configuration.resolve import inject_section
     from dlt.common.configuration.specs.config_section_context import ConfigSectionContext
@@ -141,5 +143,7 @@ def pipelines_dir(destination: str) -> Path:
     One per warehouse, so that two warehouses (a demo one and a real one, or a deleted and recreated file) never
     share cursors: a stale cursor would silently skip events.
     """
+    from dlt.common.pipeline import get_dlt_pipelines_dir
+
     digest = hashlib.sha256(destination_identity(destination).encode()).hexdigest()[:12]
     return Path(get_dlt_pipelines_dir()) / f"{PIPELINE_NAME}-{destination}-{digest}"

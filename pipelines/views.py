@@ -18,6 +18,11 @@ sqlglot cannot translate fails the views with a message naming the view, never a
 function needs more than sqlglot: ``epoch_us`` (exact UTC epoch microseconds, the base of every duration), which
 sqlglot passes through unchanged, so ``portable`` writes it in each dialect's own terms first.
 
+Empty warehouses: a run that loaded no models leaves dlt without the source tables (dlt creates tables only for
+data), and a warehouse loaded before training metrics existed lacks ``training_step_metrics``. Those are then
+created empty through dlt's own job client, from the column hints the source declares, so the views always bind
+and simply return no rows.
+
 """
 
 from __future__ import annotations

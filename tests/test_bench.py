@@ -1,8 +1,10 @@
 """The benchmark's quick mode end to end, so bench/ can't rot. No timing assertions: only that it ran, produced a
-results table with every scenario, and that every competitor loaded what the server holds."""
+results table with every scenario, that every competitor loaded what the server holds, and that it measured ours
+the way a user runs it (PYTHONDONTWRITEBYTECODE=1) and its memory with the process's children."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +18,11 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.timeout(600)
 def test_bench_quick_mode_runs_every_scenario_and_loads_everything(tmp_path: Path) -> None:
     out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # the bench sets it for ours
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--no-warmup", "--out", str(out)],
         cwd=tmp_path,
+        env=env,
         capture_output=True,
         text=True,
         timeout=580,
@@ -32,13 +36,16 @@ def test_bench_quick_mode_runs_every_scenario_and_loads_everything(tmp_path: Pat
         "| big | rest_api",
         "| big | sdk",
         "| slow | ours",
+        "| slow | bare",
         "| slow | rest_api",
         "| slow | sdk",
         "| rate | ours",
-        "| nochange | ours",
+        "| first-40 | ours",
+        "| nochange-40 | ours",
     ):
         assert scenario in table, f"{scenario!r} missing from:\n{table}"
-    assert "Machine:" in table and "Page size 100" in table
+    assert "Machine:" in table and "Page size 100" in table and "PYTHONDONTWRITEBYTECODE=1" in table
+    assert "at 500/min" in table and "(quick: not judged)" in table
 
     results = orjson.loads((out / "results.json").read_bytes())["results"]
     assert results
@@ -46,7 +53,8 @@ def test_bench_quick_mode_runs_every_scenario_and_loads_everything(tmp_path: Pat
         # Correctness: every competitor loaded (or fetched) exactly the events the server holds.
         assert run["events"] == run["server_events"] > 0, run
         assert run["requests"] > 0, run
+        assert run["peak_mb"] > 10, run  # a Python process with httpx: never a few KB from a unit mix-up
     by = {(run["scenario"], run["competitor"]): run for run in results}
     assert by[("rate", "ours")]["errors_429"] == 0
-    models = 40  # QUICK.nochange_models
-    assert by[("nochange", "ours")]["requests"] <= models + 1  # one request per model plus the model list page
+    # a run with nothing new never asks for more than the first run did
+    assert 0 < by[("nochange-40", "ours")]["requests"] <= by[("first-40", "ours")]["requests"]

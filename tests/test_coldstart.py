@@ -1,0 +1,58 @@
+"""A cron job pays every import of a fresh process: commands must not import what they do not use."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support import Fake, cli
+
+HEAVY = ("dlt", "pyarrow", "pandas", "duckdb", "httpx", "sqlglot", "numpy")
+
+IMPORTED_BY = """
+import sys
+from pipelines.cli import app
+try:
+    app(sys.argv[1:])
+except SystemExit as done:
+    print("exit", done.code)
+print("heavy:", sorted(name for name in {heavy!r} if name in sys.modules))
+"""
+
+
+def imported_by(arguments: list[str], cwd: Path) -> str:
+    """Run the CLI with ``arguments`` in a fresh process; its stdout, ending with the heavy modules it imported."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CO_API_KEY", "COHERE_API_KEY")}
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORTED_BY.format(heavy=HEAVY), *arguments],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_help_imports_nothing_heavy(tmp_path: Path) -> None:
+    out = imported_by(["--help"], tmp_path)
+    assert "exit 0" in out and "heavy: []" in out, out
+
+
+def test_command_help_imports_nothing_heavy(tmp_path: Path) -> None:
+    for command in ("run", "report", "export", "views"):
+        out = imported_by([command, "--help"], tmp_path)
+        assert "exit 0" in out and "heavy: []" in out, (command, out)
+
+
+def test_report_imports_neither_the_runner_nor_arrow_nor_http(fake: Fake, workdir: Path) -> None:
+    """``report`` reads the DuckDB file: no pyarrow, httpx or sqlglot (dlt it still needs for its settings)."""
+    assert cli("run", "--quiet").exit_code == 0
+    out = imported_by(["report", "--format", "json"], workdir)
+    assert "exit 0" in out, out
+    heavy = out.strip().splitlines()[-1]
+    for name in ("pyarrow", "pandas", "httpx", "numpy"):
+        assert name not in heavy, heavy
