@@ -187,6 +187,28 @@ def duckdb_memory_cap(destination: str) -> Iterator[None]:
             os.environ[DUCKDB_GLOBAL_CONFIG] = before
 
 
+# dlt writes the model table (and its state) as INSERT files and hands DuckDB a whole file in one call: 20,000 models
+# in one file took DuckDB 200 MB to parse. Files of 1,000 rows, loaded one at a time, keep that flat.
+FLAT_LOADS = {"NORMALIZE__DATA_WRITER__FILE_MAX_ITEMS": "1000", "LOAD__WORKERS": "1"}
+
+
+@contextmanager
+def flat_loads() -> Iterator[None]:
+    """For the run only, dlt settings that keep the load's memory flat in the number of models, unless the user set
+    them (environment or config files)."""
+    added = [
+        name
+        for name in FLAT_LOADS
+        if name not in os.environ and dlt.config.get(name.lower().replace("__", ".")) is None
+    ]
+    os.environ.update({name: FLAT_LOADS[name] for name in added})
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
 def warehouse_simulated(pipeline: dlt.Pipeline) -> bool | None:
     """Whether the warehouse holds simulated data (True), real data (False), or nothing yet (None)."""
     pipeline.sync_destination()
@@ -201,7 +223,11 @@ def run_load(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
 
     options.validate()
     started = time.monotonic()
-    with warehouse_lock(config.pipelines_dir(options.destination)), duckdb_memory_cap(options.destination):
+    with (
+        warehouse_lock(config.pipelines_dir(options.destination)),
+        duckdb_memory_cap(options.destination),
+        flat_loads(),
+    ):
         pipeline = make_pipeline(options.destination, options.progress)
         finished_pending = finish_pending(pipeline)
         expect_simulated = warehouse_simulated(pipeline)
