@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import sys
 import time
@@ -33,6 +34,10 @@ DUCKDB_LOAD_THREADS = 2
 DUCKDB_MEMORY_PER_THREAD_MB = 4
 DUCKDB_GLOBAL_CONFIG = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
 DUCKDB_ROWS_PER_INSERT = 100
+
+
+STATE_VERSIONS_KEPT = 3
+log = logging.getLogger(__name__)
 
 
 class LockedError(Exception):
@@ -261,6 +266,7 @@ def run_load(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
             raise
         new_events = count_rows(pipeline, "events") - events_before
         new_metric_rows = count_rows(pipeline, "training_step_metrics") - metrics_before
+        prune_state_history(pipeline)
         views = create_views(pipeline)
     return LoadSummary(
         models=report.models,
@@ -291,6 +297,26 @@ def finish_pending(pipeline: dlt.Pipeline) -> bool:
         return False
     pipeline.run()
     return True
+
+
+def prune_state_history(pipeline: dlt.Pipeline, keep: int = STATE_VERSIONS_KEPT) -> None:
+    """Delete all but the newest ``keep`` copies of this pipeline's state from the warehouse.
+
+    dlt stores the whole state again with every load that changes it, and reads only the newest. With a cursor per
+    model that is megabytes a run at fleet scale: the table would grow without end, and reading it back at the start
+    of a run needs memory in proportion (DuckDB ran out at its 32 MB cap). A failed prune never fails the run.
+    """
+    try:
+        with pipeline.sql_client() as client:
+            table = client.make_qualified_table_name("_dlt_pipeline_state")
+            client.execute_sql(
+                f"delete from {table} where pipeline_name = %s and _dlt_load_id not in "
+                f"(select _dlt_load_id from {table} where pipeline_name = %s order by _dlt_load_id desc limit {keep})",
+                pipeline.pipeline_name,
+                pipeline.pipeline_name,
+            )
+    except Exception as error:  # the load itself has committed; old state copies only cost space
+        log.warning("could not delete old copies of dlt's state: %s", " ".join(str(error).split())[:200])
 
 
 def count_rows(pipeline: dlt.Pipeline, table: str) -> int:

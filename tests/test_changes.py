@@ -17,7 +17,7 @@ from pipelines import source
 from pipelines.changes import ModelRef, Rechecks
 from pipelines.config import pipelines_dir
 from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World
-from tests.support import NOW, Fake, cli, empty_model, expected_events, warehouse_events
+from tests.support import NOW, Fake, cli, empty_model, expected_events, query, warehouse_events
 
 DAY = 86400.0
 
@@ -173,3 +173,21 @@ def test_more_pages_of_models_than_dlt_runs_at_once_never_hang(workdir: Path, mo
             watchdog.cancel()
     assert result.exit_code == 0, (result.stderr, time.monotonic() - started)
     assert_exact(world)
+
+
+def test_the_warehouse_keeps_only_the_newest_copies_of_the_state(fake: Fake, workdir: Path) -> None:
+    """dlt stores the whole state (a cursor per model) again with every load; old copies are deleted, and the
+    newest one still brings a new host up to date."""
+    for minutes in range(1, 6):
+        model = list(fake.world.models.values())[minutes]
+        newest = fake.world.events_of(model.id)[-1].created_at
+        fake.world.add_event(model.id, "STATUS_PAUSED", min(NOW, newest + timedelta(seconds=minutes)))
+        assert cli("run").exit_code == 0
+    copies = query("select count(*) from cohere_finetuning._dlt_pipeline_state")[0][0]
+    assert copies == 3
+    shutil.rmtree(pipelines_dir("duckdb"))  # a new cron host: dlt restores the state from the warehouse
+    before = requests_of(fake, "list_events")
+    result = cli("run")
+    assert result.exit_code == 0, result.stderr
+    assert requests_of(fake, "list_events") == before
+    assert_exact(fake.world)
