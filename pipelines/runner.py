@@ -228,13 +228,9 @@ def run_load(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
 
     options.validate()
     started = time.monotonic()
-    with (
-        warehouse_lock(config.pipelines_dir(options.destination)),
-        duckdb_memory_cap(options.destination),
-        flat_loads(),
-    ):
+    with warehouse_lock(config.pipelines_dir(options.destination)), flat_loads():
         pipeline = make_pipeline(options.destination, options.progress)
-        finished_pending = finish_pending(pipeline)
+        finished_pending = finish_pending(pipeline, options.destination)
         expect_simulated = warehouse_simulated(pipeline)
         events_before = count_rows(pipeline, "events")
         metrics_before = count_rows(pipeline, "training_step_metrics")
@@ -258,7 +254,7 @@ def run_load(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
             # extract, normalize and load: what pipeline.run does after syncing, which warehouse_simulated just did
             pipeline.extract(source)
             pipeline.normalize()
-            pipeline.load()
+            load_capped(pipeline, options.destination)
         except Exception as error:
             cause = root_cause(error)
             if isinstance(cause, MixedOriginError):
@@ -291,12 +287,19 @@ def warehouse_name(destination: str) -> str:
     return str(path) if path else f"the {destination} dataset {config.DATASET_NAME}"
 
 
-def finish_pending(pipeline: dlt.Pipeline) -> bool:
+def finish_pending(pipeline: dlt.Pipeline, destination: str) -> bool:
     """Load what an interrupted run left behind, so this run can extract new data afterwards."""
     if not pipeline.has_pending_data:
         return False
-    pipeline.run()
+    pipeline.normalize()
+    load_capped(pipeline, destination)
     return True
+
+
+def load_capped(pipeline: dlt.Pipeline, destination: str) -> None:
+    """dlt's load step under the memory cap: the cap is for loading only, never for reading state or views."""
+    with duckdb_memory_cap(destination):
+        pipeline.load()
 
 
 def prune_state_history(pipeline: dlt.Pipeline, keep: int = STATE_VERSIONS_KEPT) -> None:
