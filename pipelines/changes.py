@@ -1,32 +1,41 @@
-"""Which models changed since the last committed load, and which are due for their periodic re-check.
+"""What a run must read: which models changed since the last committed load, and which are due for a re-check.
 
 The model list returns each model's ``status`` and ``updated_at``; the API moves one or the other whenever it writes
 an event, a late one included (see cohere-finetuning-api.md, "Models: what changes when"). A model's events and
 metrics are therefore read only when the model is new, either field changed, ``updated_at`` is missing, or its
 re-check is due. Nothing documents that behaviour as a guarantee, so every model is also re-read once per re-check
-period, at a moment of its own within the period (spread by a hash of its id), so the re-checks of a fleet are
-spread over the runs of a period instead of all falling due in one.
+period, at a moment of its own within the period (a hash of its id), so the re-checks of a fleet are spread over the
+runs of a period instead of all falling due in one. Metrics of a model in training are read on every run: they grow
+while the model record stays the same.
 
-What a child resource saw is kept in its dlt state, which commits with the load: a run that fails marks nothing.
+What the runs saw is kept in dlt state, which commits with the load, so a run that fails marks nothing. At fleet scale
+dlt state is the largest thing a run holds (dlt decodes it into several copies), so each model has one short string in
+one map: ``sources.cohere_finetuning.models[id] = "<event cursor µs>|<events seen>|<highest step>|<metrics seen>"``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 DEFAULT_RECHECK_HOURS = 24.0
+UNTRAINED = {"STATUS_QUEUED", "STATUS_UNSPECIFIED", ""}  # a model in these has no training metrics yet
+TRAINING = "STATUS_FINETUNING"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
 class ModelRef:
-    """What the model list says of a model that decides whether its children are read."""
+    """A listed model and what this run reads of it."""
 
     id: str
     status: str
     updated_at: str | None
+    events: bool = True
+    metrics: bool = True
 
     @classmethod
     def of(cls, model: dict[str, Any]) -> ModelRef:
@@ -36,31 +45,99 @@ class ModelRef:
     @property
     def fingerprint(self) -> str:
         """The model record's version: status and ``updated_at``, hashed to keep dlt state small."""
-        return hashlib.blake2b(f"{self.status}|{self.updated_at}".encode(), digest_size=6).hexdigest()
+        if self.updated_at is None:
+            return ""  # unknown: never matches, so the model is always read
+        return hashlib.blake2b(f"{self.status}|{self.updated_at}".encode(), digest_size=5).hexdigest()
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the committed loads saw of one model."""
+
+    cursor: int | None = None  # newest event, microseconds since the epoch
+    events: str = ""  # the fingerprint of the model when its events were last read
+    step: int | None = None  # highest training step loaded; -1 when read and there were none
+    metrics: str = ""  # the fingerprint of the model when its metrics were last read
+
+    @classmethod
+    def unpack(cls, text: str | None) -> Seen:
+        if not text:
+            return cls()
+        cursor, events, step, metrics = text.split("|")
+        return cls(int(cursor) if cursor else None, events, int(step) if step else None, metrics)
+
+    def pack(self) -> str:
+        cursor = "" if self.cursor is None else str(self.cursor)
+        step = "" if self.step is None else str(self.step)
+        return f"{cursor}|{self.events}|{step}|{self.metrics}"
+
+
+class SeenModels:
+    """The per-model map in dlt state (a dict of packed strings), read and updated by the run."""
+
+    def __init__(self, source_state: dict[str, Any], events_state: dict[str, Any]) -> None:
+        self.map: dict[str, str] = source_state.setdefault("models", {})
+        migrate_cursors(self.map, events_state)
+
+    def get(self, model_id: str) -> Seen:
+        return Seen.unpack(self.map.get(model_id))
+
+    def update(self, model_id: str, **changes: Any) -> None:
+        self.map[model_id] = replace(self.get(model_id), **changes).pack()
+
+    def cursors(self) -> int:
+        """How many models have an event cursor."""
+        return sum(1 for text in self.map.values() if not text.startswith("|"))
+
+
+def migrate_cursors(models: dict[str, str], events_state: dict[str, Any]) -> None:
+    """Move the event cursors of earlier versions (``resources.events.cursors``: id -> ISO time) into the map.
+
+    Those models have no fingerprint yet, so each is read once more, from its cursor as before.
+    """
+    legacy = events_state.pop("cursors", None)
+    if not isinstance(legacy, dict):
+        return
+    for model_id, cursor in legacy.items():
+        if model_id not in models:
+            moment = datetime.fromisoformat(str(cursor))
+            moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+            models[model_id] = Seen(cursor=(moment - EPOCH) // _MICROSECOND).pack()
+
+
+_MICROSECOND = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - EPOCH
 
 
 @dataclass
 class Rechecks:
-    """The re-check schedule of one run: ``now`` in seconds since the epoch, ``full`` to re-read every model."""
+    """The re-check schedule: ``now`` and the last run that listed every model, in seconds since the epoch."""
 
     period_seconds: float
-    full: bool
     now: float
+    last_full_listing: float | None = None
+    full: bool = False
 
-    def due(self, model: ModelRef, checked: list[Any] | None) -> bool:
-        """Whether the model's children must be read: new, changed, of unknown version, or due for a re-check."""
-        if self.full or checked is None or model.updated_at is None:
+    def due(self, model_id: str) -> bool:
+        """Whether the model's re-check falls between the last run that listed every model and now."""
+        if self.full or self.last_full_listing is None:
             return True
-        fingerprint, checked_at = checked
-        return fingerprint != model.fingerprint or self.slot(model.id, self.now) > self.slot(model.id, checked_at)
-
-    def mark(self, model: ModelRef) -> list[Any]:
-        """What to keep in state once the model's children were read: its version and when."""
-        return [model.fingerprint, int(self.now)]
+        return self.slot(model_id, self.now) > self.slot(model_id, self.last_full_listing)
 
     def slot(self, model_id: str, moment: float) -> int:
         """Which of the model's re-check periods ``moment`` falls in; each model's periods start at its own phase."""
         if self.period_seconds <= 0:
-            return math.floor(moment)  # no period: re-check on every run a second or more apart
+            return math.floor(moment * 1000)  # no period: every run re-checks every model
         phase = int.from_bytes(hashlib.blake2b(model_id.encode(), digest_size=4).digest()) / 2**32
         return math.floor((moment - phase * self.period_seconds) / self.period_seconds)
+
+
+def what_to_read(model: ModelRef, seen: Seen, rechecks: Rechecks, always: bool) -> ModelRef:
+    """The model with what this run reads of it: events when it changed or is due; metrics likewise, and always
+    while it trains, never before it trained."""
+    fingerprint = model.fingerprint
+    due = always or rechecks.due(model.id)
+    events = due or not fingerprint or seen.events != fingerprint
+    metrics = model.status not in UNTRAINED and (
+        model.status == TRAINING or due or not fingerprint or seen.metrics != fingerprint
+    )
+    return replace(model, events=events, metrics=metrics)

@@ -25,7 +25,7 @@ from dlt.common.schema.typing import TTableSchemaColumns
 from dlt.sources import DltResource
 
 from pipelines import arrow
-from pipelines.changes import ModelRef, Rechecks
+from pipelines.changes import DEFAULT_RECHECK_HOURS, ModelRef, Rechecks, SeenModels, what_to_read
 from pipelines.client import (
     ClientSettings,
     FinetuningClient,
@@ -57,7 +57,6 @@ METRICS_SCHEMA = pa.schema(
 UTC_NANOS = pa.timestamp("ns", tz="UTC")
 BATCH_ROWS = 20_000  # rows handed to dlt at once: big enough to be cheap, small enough to stay flat
 NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}  # protobuf JSON's non-finite doubles
-UNTRAINED = {"STATUS_QUEUED", "STATUS_UNSPECIFIED", ""}  # a model in these has no training metrics yet
 
 
 def _cols(data_type: TDataType, *names: str) -> TTableSchemaColumns:
@@ -135,15 +134,6 @@ class RunReport:
         self.paged_in_full.add(model_id)
 
 
-@dataclass
-class ChildOptions:
-    """How the children of the listed models are read this run."""
-
-    lookback: timedelta
-    rechecks: Rechecks
-    always: bool  # --model-id: fetch whatever the state says
-
-
 @dlt.source(name=SOURCE_NAME, section=SOURCE_NAME, max_table_nesting=2)
 def cohere_finetuning(
     api_key: str = dlt.secrets.value,
@@ -154,7 +144,7 @@ def cohere_finetuning(
     requests_per_minute: int = 500,
     lookback_seconds: float = 3600,
     timeout_seconds: float = 30,
-    recheck_hours: float = 24,
+    recheck_hours: float = DEFAULT_RECHECK_HOURS,
     full: bool = False,
     metrics: bool = True,
     report: RunReport | None = None,
@@ -176,12 +166,10 @@ def cohere_finetuning(
         timeout_seconds=timeout_seconds,
     )
     report = report or RunReport()
-    options = ChildOptions(
-        lookback=timedelta(seconds=lookback_seconds),
-        rechecks=Rechecks(period_seconds=recheck_hours * 3600, full=full, now=time.time()),
-        always=bool(model_ids),
-    )
+    lookback = timedelta(seconds=lookback_seconds)
+    rechecks = Rechecks(period_seconds=recheck_hours * 3600, now=time.time(), full=full)
     limits: list[SharedLimits] = []  # made on first use, inside dlt's event loop
+    seen: list[SeenModels] = []  # dlt state exists only while a resource runs: filled by the model list
     feeds = {"events": ModelFeed(), **({"training_step_metrics": ModelFeed()} if metrics else {})}
 
     def client() -> FinetuningClient:
@@ -189,17 +177,27 @@ def cohere_finetuning(
             limits.append(SharedLimits.for_settings(settings))
         return FinetuningClient(settings, report.requests, limits[0])
 
+    def plan(model: dict[str, Any]) -> ModelRef:
+        return what_to_read(ModelRef.of(model), seen[0].get(str(model["id"])), rechecks, always=bool(model_ids))
+
     @dlt.resource(name="finetuned_models", write_disposition="merge", primary_key="id", columns=MODEL_COLUMNS)
     async def finetuned_models() -> AsyncIterator[list[dict[str, Any]]]:
+        state = dlt.current.source_state()
+        seen.append(SeenModels(state, dlt.current.resource_state("events")))  # by name: async code has no current
+        rechecks.last_full_listing = state.get("rechecked_at")
         try:
             async with client() as api:
                 async for page in model_pages(api, model_ids, report):
                     check_origin(report.requests.simulated, expect_simulated)
-                    dlt.current.source_state()["simulated"] = report.requests.simulated
-                    refs = [ModelRef.of(model) for model in page]
+                    state["simulated"] = report.requests.simulated
+                    refs = [plan(model) for model in page]
+                    report.fetched += sum(ref.events for ref in refs)
+                    report.unchanged += sum(not ref.events for ref in refs)
                     for feed in feeds.values():
                         feed.publish(refs)
                     yield page
+            if not model_ids:  # every model was listed, and each one due was read
+                state["rechecked_at"] = rechecks.now
         finally:
             for feed in feeds.values():
                 feed.close()
@@ -211,24 +209,13 @@ def cohere_finetuning(
         columns=EVENT_COLUMNS,
     )
     async def events() -> AsyncIterator[pa.Table]:
-        state = dlt.current.resource_state("events")  # by name: async code has no current resource
-        cursors: dict[str, str] = state.setdefault("cursors", {})
-        checked: dict[str, list[Any]] = state.setdefault("checked", {})
-
-        def wanted(model: ModelRef) -> bool:
-            fetch = options.always or options.rechecks.due(model, checked.get(model.id))
-            report.fetched += fetch
-            report.unchanged += not fetch
-            return fetch
-
         async def fetch(api: FinetuningClient, model: ModelRef, out: asyncio.Queue[pa.Table | None]) -> None:
-            newest = await fetch_events(api, model.id, cursors.get(model.id), options.lookback, out, report)
-            if newest is not None:
-                cursors[model.id] = newest
-            checked[model.id] = options.rechecks.mark(model)
+            newest = await fetch_events(api, model.id, seen[0].get(model.id).cursor, lookback, out, report)
+            seen[0].update(model.id, cursor=newest, events=model.fingerprint)
 
         async with client() as api:
-            async for table in fan_out(api, feeds["events"], wanted, fetch, "events of model", report):
+            feed = feeds["events"]
+            async for table in fan_out(api, feed, lambda model: model.events, fetch, "events of model", report):
                 report.events += table.num_rows
                 yield table
 
@@ -239,28 +226,14 @@ def cohere_finetuning(
         columns=METRIC_COLUMNS,
     )
     async def training_step_metrics() -> AsyncIterator[pa.Table]:
-        state = dlt.current.resource_state("training_step_metrics")
-        steps: dict[str, int] = state.setdefault("steps", {})
-        checked: dict[str, list[Any]] = state.setdefault("checked", {})
-
-        def wanted(model: ModelRef) -> bool:
-            if model.status in UNTRAINED:
-                return False
-            return (
-                model.status == "STATUS_FINETUNING"
-                or options.always
-                or options.rechecks.due(model, checked.get(model.id))
-            )
-
         async def fetch(api: FinetuningClient, model: ModelRef, out: asyncio.Queue[pa.Table | None]) -> None:
-            highest = await fetch_metrics(api, model.id, steps.get(model.id), out, report)
-            if highest is not None:
-                steps[model.id] = highest
-            checked[model.id] = options.rechecks.mark(model)
+            loaded = seen[0].get(model.id).step
+            highest = await fetch_metrics(api, model.id, None if loaded == -1 else loaded, out, report)
+            seen[0].update(model.id, step=-1 if highest is None else highest, metrics=model.fingerprint)
 
         async with client() as api:
-            feed = feeds["training_step_metrics"]
-            async for table in fan_out(api, feed, wanted, fetch, "training-step metrics of model", report):
+            feed, what = feeds["training_step_metrics"], "training-step metrics of model"
+            async for table in fan_out(api, feed, lambda model: model.metrics, fetch, what, report):
                 report.metric_rows += table.num_rows
                 yield table
 
@@ -405,13 +378,13 @@ class NewestFirst:
 async def fetch_events(
     api: FinetuningClient,
     model_id: str,
-    cursor: str | None,
+    cursor_us: int | None,
     lookback: timedelta,
     out: asyncio.Queue[pa.Table | None],
     report: RunReport,
-) -> str | None:
-    """Page a model's events newest first until past its cursor minus the lookback; returns the new cursor."""
-    cursor_us = to_micros(datetime.fromisoformat(cursor)) if cursor else None
+) -> int | None:
+    """Page a model's events newest first until past its cursor (microseconds since the epoch) minus the lookback;
+    returns the new cursor."""
     floor_us = cursor_us - lookback // timedelta(microseconds=1) if cursor_us is not None else None
     order = NewestFirst(cursor_us)
     seen: set[tuple[int, str]] = set()
@@ -436,7 +409,7 @@ async def fetch_events(
                 await out.put(table.take(arrow.int64s(keep)))
             if trusted and floor_us is not None and micros and min(micros) < floor_us:
                 break
-    return from_micros(newest) if newest is not None else None
+    return newest
 
 
 async def fetch_metrics(
@@ -566,7 +539,3 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def to_micros(moment: datetime) -> int:
     return (moment - EPOCH) // timedelta(microseconds=1)
-
-
-def from_micros(micros: int) -> str:
-    return (EPOCH + timedelta(microseconds=micros)).isoformat()

@@ -182,6 +182,7 @@ def read_local(destination: str, folder: Path) -> dict[str, Any]:
     found: dict[str, Any] = {"pending_packages": [], "models_with_cursor": None, "last_load": None, "trace": {}}
     if not (folder / config.PIPELINE_NAME / "state.json").is_file():
         return found
+    from pipelines.changes import SeenModels
     from pipelines.runner import make_pipeline
     from pipelines.source import SOURCE_NAME
 
@@ -190,8 +191,10 @@ def read_local(destination: str, folder: Path) -> dict[str, Any]:
         {*pipeline.list_extracted_load_packages(), *pipeline.list_normalized_load_packages()}
     )
     sources: Any = pipeline.state.get("sources", {})
-    cursors = sources.get(SOURCE_NAME, {}).get("resources", {}).get("events", {}).get("cursors")
-    found["models_with_cursor"] = len(cursors) if isinstance(cursors, dict) else 0
+    source_state = sources.get(SOURCE_NAME, {})
+    legacy = source_state.get("resources", {}).get("events", {}).get("cursors")  # before the upgrade's first run
+    seen = SeenModels({"models": dict(source_state.get("models") or {})}, {"cursors": legacy} if legacy else {})
+    found["models_with_cursor"] = seen.cursors()
     trace = pipeline.last_trace
     load_info = trace.last_load_info if trace else None
     normalize_info = trace.last_normalize_info if trace else None

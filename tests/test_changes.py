@@ -3,6 +3,7 @@ is re-checked once per period, and what was seen commits only with a load."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import signal
@@ -14,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from pipelines import source
-from pipelines.changes import ModelRef, Rechecks
+from pipelines.changes import ModelRef, Rechecks, Seen, SeenModels, what_to_read
 from pipelines.config import pipelines_dir
 from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World
 from tests.support import NOW, Fake, cli, empty_model, expected_events, query, warehouse_events
@@ -86,31 +87,51 @@ def test_rechecks_come_once_per_period_spread_over_the_runs() -> None:
     run re-reads a small share of the fleet, not all of it at once."""
     models = [ModelRef(f"model-{index}", "STATUS_READY", "2026-01-01T00:00:00Z") for index in range(2000)]
     start = 1_800_000_000.0
-    checked = {model.id: Rechecks(DAY, False, start).mark(model) for model in models}
-    reads = dict.fromkeys(checked, 0)
+    reads = dict.fromkeys((model.id for model in models), 0)
     busiest = 0
     for run in range(1, 97):
-        rechecks = Rechecks(DAY, False, start + run * 1800)
-        due = [model for model in models if rechecks.due(model, checked[model.id])]
+        rechecks = Rechecks(DAY, now=start + run * 1800, last_full_listing=start + (run - 1) * 1800)
+        due = [model for model in models if rechecks.due(model.id)]
         busiest = max(busiest, len(due))
         for model in due:
-            checked[model.id] = rechecks.mark(model)
             reads[model.id] += 1
     assert set(reads.values()) == {2}
     assert busiest <= 0.05 * len(models)
 
 
-def test_a_change_or_full_makes_a_model_due_and_a_missing_updated_at_always_does() -> None:
+def test_what_a_run_reads_of_a_model() -> None:
     model = ModelRef("m", "STATUS_READY", "2026-01-01T00:00:00Z")
+    seen = Seen(cursor=1, events=model.fingerprint, step=40, metrics=model.fingerprint)
     now = 1_800_000_000.0
-    mark = Rechecks(DAY, False, now).mark(model)
-    soon = Rechecks(DAY, False, now + 60)
-    assert not soon.due(model, mark) or soon.slot("m", now + 60) > soon.slot("m", now)
-    assert soon.due(ModelRef("m", "STATUS_DELETED", model.updated_at), mark)
-    assert soon.due(ModelRef("m", "STATUS_READY", "2026-01-02T00:00:00Z"), mark)
-    assert soon.due(ModelRef("m", "STATUS_READY", None), mark)
-    assert soon.due(model, None)
-    assert Rechecks(DAY, True, now + 60).due(model, mark)
+    rechecks = Rechecks(DAY, now=now, last_full_listing=now - 1)
+    assert rechecks.slot("m", now) == rechecks.slot("m", now - 1), "pick a moment away from m's re-check"
+    quiet = what_to_read(model, seen, rechecks, always=False)
+    assert (quiet.events, quiet.metrics) == (False, False)
+    for changed in (ModelRef("m", "STATUS_DELETED", model.updated_at), ModelRef("m", "STATUS_READY", "2026-01-02")):
+        read = what_to_read(changed, seen, rechecks, always=False)
+        assert (read.events, read.metrics) == (True, True)
+    unknown = what_to_read(ModelRef("m", "STATUS_READY", None), seen, rechecks, always=False)
+    assert (unknown.events, unknown.metrics) == (True, True)
+    assert what_to_read(model, Seen(), rechecks, always=False).events  # new
+    assert what_to_read(model, seen, Rechecks(DAY, now=now, last_full_listing=now - 1, full=True), False).events
+    assert what_to_read(model, seen, rechecks, always=True).metrics  # --model-id
+    training = ModelRef("m", "STATUS_FINETUNING", model.updated_at)
+    seen_training = Seen(cursor=1, events=training.fingerprint, step=40, metrics=training.fingerprint)
+    read = what_to_read(training, seen_training, rechecks, always=False)
+    assert (read.events, read.metrics) == (False, True)  # its metrics grow while its record stays the same
+    assert not what_to_read(ModelRef("m", "STATUS_QUEUED", None), Seen(), rechecks, always=True).metrics
+
+
+def test_seen_models_pack_into_one_short_string_and_take_over_old_cursors() -> None:
+    state: dict[str, object] = {}
+    events_state: dict[str, object] = {"cursors": {"old": "2026-03-01T00:00:00.000123+00:00"}}
+    seen = SeenModels(state, events_state)
+    assert "cursors" not in events_state
+    assert seen.get("old") == Seen(cursor=1772323200000123)
+    seen.update("new", step=-1, metrics="abc")
+    seen.update("new", cursor=5, events="def")
+    assert state["models"] == {"old": "1772323200000123|||", "new": "5|def|-1|abc"}
+    assert seen.get("new") == Seen(5, "def", -1, "abc") and seen.cursors() == 2
 
 
 def test_full_and_model_id_read_unchanged_models(fake: Fake) -> None:
@@ -190,4 +211,31 @@ def test_the_warehouse_keeps_only_the_newest_copies_of_the_state(fake: Fake, wor
     result = cli("run")
     assert result.exit_code == 0, result.stderr
     assert requests_of(fake, "list_events") == before
+    assert_exact(fake.world)
+
+
+LEGACY_WAREHOUSE = Path(__file__).parent / "fixtures" / "warehouse-4f722e5.duckdb.gz"
+
+
+def test_a_warehouse_loaded_before_the_upgrade_keeps_loading_exactly(fake: Fake, workdir: Path) -> None:
+    """The warehouse that commit 4f722e5 (the last release before skipping unchanged models) loaded from this
+    world, with its state (event cursors only): the upgrade's first run reads each model from its cursor, no more,
+    adds the new events and the metrics, and writes no duplicate."""
+    with gzip.open(LEGACY_WAREHOUSE) as packed, open(workdir / "cohere_events.duckdb", "wb") as unpacked:
+        shutil.copyfileobj(packed, unpacked)
+    before = set(warehouse_events())
+    model = next(iter(fake.world.models.values()))
+    newest = fake.world.events_of(model.id)[-1].created_at
+    fake.world.add_event(model.id, "STATUS_PAUSED", min(NOW, newest + timedelta(seconds=5)), user_id="u-1")
+    assert before == expected_events(fake.world) - {
+        (model.id, min(NOW, newest + timedelta(seconds=5)), "STATUS_PAUSED", "u-1")
+    }
+    result = cli("run", "--page-size", "100")
+    assert result.exit_code == 0, result.stderr
+    assert "loaded 25 models, 1 new events" in result.stdout
+    assert requests_of(fake, "list_events") == len(fake.world.models)  # one page each: from the old cursors
+    assert_exact(fake.world)
+    assert query("select count(*) from cohere_finetuning.training_step_metrics")[0][0] > 0
+    again = cli("run")
+    assert again.exit_code == 0 and "fetched 0 models" in again.stdout
     assert_exact(fake.world)
