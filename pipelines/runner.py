@@ -307,7 +307,9 @@ def host_error(error: BaseException, destination: str) -> HostError | None:
     """One line naming the folder and what the host refused, or None for any other failure."""
     cause = root_cause(error)
     code = host_errno(cause)
-    folder = error_folder(cause)
+    # a copy's ENOSPC names no file: the EXDEV of the rename it replaced names the destination
+    others = [other for other in error_chain(error) if isinstance(other, OSError)]
+    folder = next(filter(None, map(error_folder, [cause, *others])), None)
     if code is None and isinstance(cause, OSError) and cause.errno == errno.EXDEV and cause.filename2:
         # the cross-device fallback is a copy: if it failed, the destination is probably full
         code = errno.ENOSPC if free_bytes(folder) < 1 << 20 else None
@@ -328,14 +330,14 @@ def host_error(error: BaseException, destination: str) -> HostError | None:
 def error_folder(error: BaseException) -> Path | None:
     """The folder the failed write was in: from the OSError's paths or DuckDB's quoted file name."""
     if isinstance(error, OSError):
-        name = error.filename2 if error.errno == errno.EXDEV else error.filename
+        name = error.filename2 or error.filename  # a rename's, link's or copy's destination
     else:
         quoted = re.search(r'"(/[^"]+)"', str(error))
         name = quoted.group(1) if quoted else None
     if not name or not isinstance(name, str | Path):
         return None
     path = Path(name)
-    return path if path.is_dir() and isinstance(error, OSError) and error.errno != errno.EXDEV else path.parent
+    return path if path.is_dir() and isinstance(error, OSError) and not error.filename2 else path.parent
 
 
 def busiest_folder(destination: str, code: int) -> str:
