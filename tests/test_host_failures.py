@@ -159,7 +159,8 @@ def test_a_signal_during_extraction_ends_on_one_line_and_the_next_run_completes(
     log = workdir / "run.log"
     with FakeApiServer(api) as server:
         env = {"CO_API_URL": server.url, "CO_API_KEY": DEFAULT_API_KEY}
-        victim = cli_process("run", "--concurrency", "2", "--log-file", str(log), env=env, cwd=workdir)
+        options = ("--requests-per-minute", "0", "--concurrency", "2")
+        victim = cli_process("run", *options, "--log-file", str(log), env=env, cwd=workdir)
         deadline = time.monotonic() + 60
         while api.stats.requests <= 20 and victim.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -171,7 +172,7 @@ def test_a_signal_during_extraction_ends_on_one_line_and_the_next_run_completes(
         assert log.read_text().endswith(f"exit={status} {line}\n")
         api.latency = 0
         api.world.advance(86400)
-        result = cli("run", env=env)  # the lock was released: not exit 4
+        result = cli("run", *options, env=env)  # the lock was released: not exit 4
     assert result.exit_code == 0, result.stderr
     assert_exact_world(api.world)
 
