@@ -77,7 +77,9 @@ def exit_code_for(error: BaseException) -> int:
     from pipelines.source import MixedOriginError
 
     if isinstance(error, KeyboardInterrupt):
-        return 128 + (error.signum if isinstance(error, Interrupted) else signal.SIGINT)
+        # ours, or dlt's SignalReceivedException once it has drained its normalize or load jobs
+        signum = error.signum if isinstance(error, Interrupted) else getattr(error, "signal_code", signal.SIGINT)
+        return 128 + int(signum)
     if isinstance(error, config.ConfigError | MixedOriginError):
         return EXIT_USAGE
     if isinstance(error, AuthError):

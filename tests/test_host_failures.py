@@ -7,9 +7,11 @@ API holds. The filesystems are real: small tmpfs mounts (the tests run as root, 
 from __future__ import annotations
 
 import ctypes
+import glob
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -181,3 +183,38 @@ def assert_exact_world(world: World) -> None:
     rows = warehouse_events()
     assert len(rows) == len(set(rows)), "duplicate events"
     assert set(rows) == expected_events(world)
+
+
+EXTRACT_THEN_DIE = """
+import os, signal, sys
+from pipelines.runner import make_pipeline
+from pipelines.source import cohere_finetuning
+pipeline = make_pipeline()
+pipeline.extract(cohere_finetuning(api_key=sys.argv[1], base_url=sys.argv[2], requests_per_minute=0))
+pipeline.normalize()
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_sigterm_during_the_load_step_ends_on_one_line_and_the_next_run_completes(workdir: Path) -> None:
+    # A killed run leaves a normalized package; the next run loads it first, and is stopped once its jobs start.
+    world = World(models=1000, seed=9, now=NOW)
+    with FakeApiServer(FakeCohereApi(world)) as server:
+        died = subprocess.run([sys.executable, "-c", EXTRACT_THEN_DIE, DEFAULT_API_KEY, server.url], check=False)
+        assert died.returncode == -signal.SIGKILL
+        jobs = str(workdir / ".dlt-data" / "pipelines" / "*" / "*" / "load" / "normalized" / "*" / "started_jobs" / "*")
+        env = {"CO_API_URL": server.url, "CO_API_KEY": DEFAULT_API_KEY}
+        victim = cli_process("run", "--requests-per-minute", "0", env=env, cwd=workdir)
+        deadline = time.monotonic() + 60
+        while not glob.glob(jobs) and victim.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.002)
+        assert victim.poll() is None, "the run ended before its load step could be interrupted"
+        victim.send_signal(signal.SIGTERM)
+        _, err = victim.communicate(timeout=60)
+        assert victim.returncode == 143, err
+        assert err == f"terminated: {INTERRUPTED}\n"
+        world.advance(86400)
+        result = cli("run", "--requests-per-minute", "0", env=env)
+    assert result.exit_code == 0, result.stderr
+    assert "finished an interrupted earlier load first" in result.stdout
+    assert_exact_world(world)
