@@ -66,8 +66,11 @@ def finish(message: str, code: int = EXIT_OK, log_file: Path | None = None) -> N
     if log_file:
         from datetime import UTC, datetime
 
-        with open(log_file, "a", encoding="utf-8") as handle:
-            handle.write(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} exit={code} {message}\n")
+        try:
+            with open(log_file, "a", encoding="utf-8") as handle:
+                handle.write(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} exit={code} {message}\n")
+        except OSError:  # a full disk or read-only folder: the line above and the exit status still tell
+            pass
     raise typer.Exit(code)
 
 

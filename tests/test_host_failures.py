@@ -77,7 +77,7 @@ def test_a_full_warehouse_folder_fails_on_one_line_and_the_next_run_completes(
     api: FakeApiServer, workdir: Path
 ) -> None:
     with tmpfs(workdir / "warehouse", "256k") as folder:
-        code, out, err = run(api, folder, workdir / "dlt")
+        code, out, err = run(api, folder, workdir / "dlt", "--log-file", str(folder / "run.log"))
         assert code == 1, out + err
         assert one_line(err).startswith(f"error: no space left on device in {folder}: free some space;")
         remount(folder, "size=64m")
