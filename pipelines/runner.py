@@ -58,6 +58,7 @@ HOST_ERRNOS = {
     errno.EACCES: "permission denied",
     errno.EPERM: "operation not permitted",
 }
+QUOTED_PATH = re.compile(r'"(/[^"]+)"')  # DuckDB names the file: Could not write file "/srv/x.duckdb.wal": ...
 
 
 @dataclass
@@ -296,10 +297,12 @@ def error_chain(error: BaseException) -> list[BaseException]:
 
 
 def host_errno(error: BaseException) -> int | None:
-    """The errno of a full disk or a refused write, from an OSError or from DuckDB's text."""
+    """The errno of a full disk or a refused write, from an OSError or from DuckDB's text about a file."""
     if isinstance(error, OSError):
         return error.errno if error.errno in HOST_ERRNOS else None
     text = str(error).lower()
+    if not QUOTED_PATH.search(text):  # e.g. PostgreSQL's "permission denied for schema": not the host's
+        return None
     return next((code for code, words in HOST_ERRNOS.items() if words in text), None)
 
 
@@ -332,7 +335,7 @@ def error_folder(error: BaseException) -> Path | None:
     if isinstance(error, OSError):
         name = error.filename2 or error.filename  # a rename's, link's or copy's destination
     else:
-        quoted = re.search(r'"(/[^"]+)"', str(error))
+        quoted = QUOTED_PATH.search(str(error))
         name = quoted.group(1) if quoted else None
     if not name or not isinstance(name, str | Path):
         return None
