@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,8 @@ from pipelines import config
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_LOCKED = 0, 1, 2, 3, 4
 EXIT_CODES = (
     "Exit status: 0 success; 1 the load failed; 2 bad usage or configuration; 3 the API refused the key; "
-    "4 another run holds the warehouse lock. The last line says what happened."
+    "4 another run holds the warehouse lock; 130 interrupted (Ctrl-C, SIGINT); 143 terminated (SIGTERM). "
+    "The last line says what happened."
 )
 
 app = typer.Typer(
@@ -76,16 +78,23 @@ def finish(message: str, code: int = EXIT_OK, log_file: Path | None = None) -> N
     if log_file:
         from datetime import UTC, datetime
 
-        with open(log_file, "a", encoding="utf-8") as handle:
-            handle.write(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} exit={code} {message}\n")
+        try:
+            with open(log_file, "a", encoding="utf-8") as handle:
+                handle.write(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} exit={code} {message}\n")
+        except OSError:  # a full disk or read-only folder: the line above and the exit status still tell
+            pass
     raise typer.Exit(code)
 
 
 def exit_code_for(error: BaseException) -> int:
     from pipelines.client import AuthError
-    from pipelines.runner import LockedError
+    from pipelines.runner import Interrupted, LockedError
     from pipelines.source import MixedOriginError
 
+    if isinstance(error, KeyboardInterrupt):
+        # ours, or dlt's SignalReceivedException once it has drained its normalize or load jobs
+        signum = error.signum if isinstance(error, Interrupted) else getattr(error, "signal_code", signal.SIGINT)
+        return 128 + int(signum)
     if isinstance(error, config.ConfigError | MixedOriginError):
         return EXIT_USAGE
     if isinstance(error, AuthError):
@@ -97,22 +106,47 @@ def exit_code_for(error: BaseException) -> int:
 
 def guarded(action: Callable[[], str], log_file: Path | None = None) -> None:
     """Run a command body; map any failure to a one-line message and the contract's exit status."""
+    held = HeldWarnings()
     try:
         message = action()
     except typer.Exit:
         raise
-    except KeyboardInterrupt:
-        finish("interrupted: nothing half-written was committed; the next run completes the load", 130, log_file)
-    except Exception as error:  # every failure ends on one clear line, never a stack trace
+    except (Exception, KeyboardInterrupt) as error:  # every failure ends on one clear line, never a stack trace
         from pipelines.runner import root_cause  # here: importing the runner costs `report` dlt, pyarrow, httpx
 
+        held.drop()  # dlt's warnings about the failure (with tracebacks): the line below says it
         cause = root_cause(error)
         code = exit_code_for(cause)
-        text = one_line(cause)
+        text = f"error: {one_line(cause)}"
         if code == EXIT_LOCKED and "Could not set lock" in text:
-            text = "the warehouse file is open in another process (a run or a notebook writing to it)"
-        finish(f"error: {text}", code, log_file)
+            text = "error: the warehouse file is open in another process (a run or a notebook writing to it)"
+        if isinstance(cause, KeyboardInterrupt):
+            stopped = "terminated" if code == 128 + signal.SIGTERM else "interrupted"
+            text = f"{stopped}: nothing half-written was committed; the next run completes the load"
+        finish(text, code, log_file)
+    held.release()
     finish(message, EXIT_OK, log_file)
+
+
+class HeldWarnings(logging.Filter):
+    """Holds dlt's log records while a command runs: shown once it succeeds, dropped if it fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+        logging.getLogger("dlt").addFilter(self)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.records.append(record)
+        return False
+
+    def drop(self) -> None:
+        logging.getLogger("dlt").removeFilter(self)
+
+    def release(self) -> None:
+        self.drop()
+        for record in self.records:
+            logging.getLogger("dlt").handle(record)
 
 
 def one_line(error: BaseException) -> str:

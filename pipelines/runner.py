@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
+import re
+import shutil
+import signal
 import sys
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +47,29 @@ log = logging.getLogger(__name__)
 
 class LockedError(Exception):
     """Another run holds the warehouse: exit status 4."""
+
+
+class HostError(Exception):
+    """The host refused a write (a full disk, a read-only folder, a permission): exit status 1."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGINT stopped the run (a KeyboardInterrupt, so that dlt handles it as one)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+# What the host refused, by errno and as DuckDB words it (its I/O errors are text, not OSError).
+HOST_ERRNOS = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+QUOTED_PATH = re.compile(r'"(/[^"]+)"')  # DuckDB names the file: Could not write file "/srv/x.duckdb.wal": ...
 
 
 @dataclass
@@ -223,10 +251,25 @@ def warehouse_simulated(pipeline: dlt.Pipeline) -> bool | None:
 
 
 def run_load(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
-    """Load new models and events, then recreate the views. Raises on failure; nothing half-written commits."""
+    """Load new models and events, then recreate the views. Raises on failure; nothing half-written commits.
+
+    SIGTERM and SIGINT raise :class:`Interrupted`; a full disk, a read-only folder or a permission :class:`HostError`.
+    """
+    options.validate()
+    with stop_on_signals():
+        try:
+            return load_once(api_key, base_url, options)
+        except Exception as error:
+            problem = host_error(error, options.destination)
+            if problem:
+                raise problem from None
+            raise
+
+
+def load_once(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
+    """The body of :func:`run_load`."""
     from pipelines.views import create_views
 
-    options.validate()
     started = time.monotonic()
     with warehouse_lock(config.pipelines_dir(options.destination)), flat_loads():
         pipeline = make_pipeline(options.destination, options.progress)
@@ -335,14 +378,138 @@ def count_rows(pipeline: dlt.Pipeline, table: str) -> int:
 
 
 def root_cause(error: BaseException) -> BaseException:
-    """The error behind dlt's wrappers (PipelineStepFailed, ResourceExtractionError, ...)."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    found: BaseException = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        found = current
-        if isinstance(current, CohereApiError | MixedOriginError | LockedError | config.ConfigError):
+    """The error behind dlt's wrappers (PipelineStepFailed, ResourceExtractionError, ...).
+
+    A full disk or a refused write wins over what was raised while handling it: dlt's fallback from a hard link or
+    rename to a copy raises the copy's ENOSPC with the first attempt's EXDEV as its context.
+    """
+    chain = error_chain(error)
+    known = CohereApiError | MixedOriginError | LockedError | HostError | config.ConfigError | KeyboardInterrupt
+    for current in chain:
+        if isinstance(current, known):
             return current
+    for current in chain:
+        if isinstance(current, OSError) and current.errno in HOST_ERRNOS:
+            return current
+    return next((current for current in reversed(chain) if host_errno(current)), chain[-1])
+
+
+def error_chain(error: BaseException) -> list[BaseException]:
+    """``error`` and what caused it, outermost first."""
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
         current = current.__cause__ or current.__context__ or getattr(current, "exception", None)
-    return found
+    return chain
+
+
+def host_errno(error: BaseException) -> int | None:
+    """The errno of a full disk or a refused write, from an OSError or from DuckDB's text about a file."""
+    if isinstance(error, OSError):
+        return error.errno if error.errno in HOST_ERRNOS else None
+    text = str(error).lower()
+    if not QUOTED_PATH.search(text):  # e.g. PostgreSQL's "permission denied for schema": not the host's
+        return None
+    return next((code for code, words in HOST_ERRNOS.items() if words in text), None)
+
+
+def host_error(error: BaseException, destination: str) -> HostError | None:
+    """One line naming the folder and what the host refused, or None for any other failure."""
+    cause = root_cause(error)
+    code = host_errno(cause)
+    # a copy's ENOSPC names no file: the EXDEV of the rename it replaced names the destination
+    others = [other for other in error_chain(error) if isinstance(other, OSError)]
+    folder = next(filter(None, map(error_folder, [cause, *others])), None)
+    if code is None and isinstance(cause, OSError) and cause.errno == errno.EXDEV and cause.filename2:
+        # the cross-device fallback is a copy: if it failed, the destination is probably full
+        code = errno.ENOSPC if free_bytes(folder) < 1 << 20 else None
+    if code is None:
+        return None
+    working = config.pipelines_dir(destination)
+    if folder and folder.is_relative_to(working):  # not the package's inner folders: the one the user chose
+        folder = working
+    place = str(folder) if folder else busiest_folder(destination, code)
+    what = {
+        errno.ENOSPC: f"no space left on device in {place}: free some space",
+        errno.EDQUOT: f"disk quota exceeded in {place}: free some space or raise the quota",
+        errno.EROFS: f"{place} is on a read-only file system: the warehouse and DLT_DATA_DIR must be writable",
+    }.get(code, f"{HOST_ERRNOS[code]} writing in {place}: the user running cohere-events needs write access")
+    return HostError(f"{what}; nothing half-written was committed and the next run completes the load")
+
+
+def error_folder(error: BaseException) -> Path | None:
+    """The folder the failed write was in: from the OSError's paths or DuckDB's quoted file name."""
+    if isinstance(error, OSError):
+        name = error.filename2 or error.filename  # a rename's, link's or copy's destination
+    else:
+        quoted = QUOTED_PATH.search(str(error))
+        name = quoted.group(1) if quoted else None
+    if not name or not isinstance(name, str | Path):
+        return None
+    path = Path(name)
+    return path if path.is_dir() and isinstance(error, OSError) and not error.filename2 else path.parent
+
+
+def busiest_folder(destination: str, code: int) -> str:
+    """The warehouse's folder or dlt's working folder, whichever the error most likely came from."""
+    warehouse = config.duckdb_path() if destination == "duckdb" else None
+    folders = [folder for folder in (warehouse and warehouse.parent, config.pipelines_dir(destination)) if folder]
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return str(min(folders, key=free_bytes))
+    refused = [folder for folder in folders if not writable(folder)]
+    return " and ".join(str(folder) for folder in refused or folders)
+
+
+def free_bytes(folder: Path | None) -> int:
+    """Free space in ``folder`` (or its nearest existing parent); a large number when unknown."""
+    while folder is not None and not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free if folder else 1 << 62
+    except OSError:
+        return 1 << 62
+
+
+def writable(folder: Path) -> bool:
+    """Whether a file can be created in ``folder`` (or its nearest existing parent), tried for real."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        (folder / f".cohere-events-probe-{os.getpid()}").touch()
+        (folder / f".cohere-events-probe-{os.getpid()}").unlink()
+    except OSError:
+        return False
+    return True
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Turn SIGTERM and SIGINT into :class:`Interrupted` in the main thread, and quieten what dies with the run.
+
+    Later signals are ignored, so the interrupted run can still release its lock and say one line. The async
+    generators dlt was running in its own event loop thread cannot be closed cleanly then: asyncio would log
+    "aclose(): asynchronous generator is already running" and "Task was destroyed" for each, until exit.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    stopped: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:
+        for name in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(name, signal.SIG_IGN)
+        logging.getLogger("asyncio").disabled = True
+        sys.unraisablehook = lambda _: None
+        stopped.append(signum)
+        raise Interrupted(signum)
+
+    previous: dict[int, Callable[..., Any] | int | None] = {
+        name: signal.signal(name, stop) for name in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        yield
+    finally:
+        if not stopped:
+            for name, handler in previous.items():
+                signal.signal(name, handler)
