@@ -129,24 +129,34 @@ def guarded(action: Callable[[], str], log_file: Path | None = None) -> None:
 
 
 class HeldWarnings(logging.Filter):
-    """Holds dlt's log records while a command runs: shown once it succeeds, dropped if it fails."""
+    """Holds dlt's and asyncio's log records while a command runs: shown once it succeeds, dropped if it fails.
+
+    A failure in the middle of extraction makes dlt close async generators that are still running, and asyncio logs
+    "aclose(): asynchronous generator is already running" for each, even after the command has said its one line.
+    """
+
+    LOGGERS = ("dlt", "asyncio")
 
     def __init__(self) -> None:
         super().__init__()
-        self.records: list[logging.LogRecord] = []
-        logging.getLogger("dlt").addFilter(self)
+        self.records: list[logging.LogRecord] | None = []
+        for name in self.LOGGERS:
+            logging.getLogger(name).addFilter(self)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        self.records.append(record)
+        if self.records is not None:
+            self.records.append(record)
         return False
 
     def drop(self) -> None:
-        logging.getLogger("dlt").removeFilter(self)
+        """Discard what was held and whatever the failure still logs."""
+        self.records = None
 
     def release(self) -> None:
-        self.drop()
-        for record in self.records:
-            logging.getLogger("dlt").handle(record)
+        for name in self.LOGGERS:
+            logging.getLogger(name).removeFilter(self)
+        for record in self.records or []:
+            logging.getLogger(record.name).handle(record)
 
 
 def one_line(error: BaseException) -> str:
