@@ -214,8 +214,13 @@ def warehouse_events(workdir: Path) -> int:
         return int(db.execute("select count(*) from cohere_finetuning.events").fetchone()[0])  # type: ignore[index]
 
 
-def run_ours(api: Server, scratch: Path, rpm: int = 0, workdir: Path | None = None) -> tuple[float, float, int, str]:
-    """``cohere-events run`` into a DuckDB file in ``workdir`` (fresh unless given): seconds, MB, events, last line."""
+def run_ours(
+    api: Server, scratch: Path, rpm: int = 0, workdir: Path | None = None, metrics: bool = False
+) -> tuple[float, float, int, str]:
+    """``cohere-events run`` into a DuckDB file in ``workdir`` (fresh unless given): seconds, MB, events, last line.
+
+    The peers read status events only, so ours does too (``--no-metrics``) where it is compared with them; the
+    scale scenario, ours alone, runs the whole job, training-step metrics included."""
     workdir = workdir or Path(tempfile.mkdtemp(dir=scratch, prefix="ours-"))
     command = [
         *ours_command(),
@@ -226,6 +231,7 @@ def run_ours(api: Server, scratch: Path, rpm: int = 0, workdir: Path | None = No
         str(CONCURRENCY),
         "--requests-per-minute",
         str(rpm),
+        "--metrics" if metrics else "--no-metrics",
         "--quiet",
     ]
     seconds, peak, stdout = measure(command, workdir, base_env(api.url, workdir, ours=True))
@@ -335,8 +341,8 @@ def at_scale(sizes: Sizes, scratch: Path) -> list[Run]:
             firsts, seconds = [], []
             for _ in range(sizes.repeat):
                 workdir = Path(tempfile.mkdtemp(dir=scratch, prefix=f"scale-{models}-"))
-                firsts.append(one_run(f"first-{models}", "ours", api, scratch, workdir=workdir))
-                seconds.append(one_run(f"nochange-{models}", "ours", api, scratch, workdir=workdir))
+                firsts.append(one_run(f"first-{models}", "ours", api, scratch, workdir=workdir, metrics=True))
+                seconds.append(one_run(f"nochange-{models}", "ours", api, scratch, workdir=workdir, metrics=True))
             results += [best(firsts), best(seconds)]
     return results
 

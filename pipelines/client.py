@@ -95,21 +95,14 @@ class RequestStats:
 
 @dataclass
 class SharedLimits:
-    """The limits of one run, shared by every client: the rate limiter, the requests in flight, and the models
-    paged at once (enough to keep every request slot busy, few enough that memory stays flat)."""
+    """The limits of one run, shared by every client: the rate limiter and the requests in flight."""
 
     limiter: AsyncLimiter | None
     in_flight: asyncio.Semaphore
-    models_at_once: asyncio.Semaphore
 
     @classmethod
     def for_settings(cls, settings: ClientSettings) -> SharedLimits:
-        concurrency = max(1, settings.concurrency)
-        return cls(
-            make_limiter(settings.requests_per_minute),
-            asyncio.Semaphore(concurrency),
-            asyncio.Semaphore(2 * concurrency),
-        )
+        return cls(make_limiter(settings.requests_per_minute), asyncio.Semaphore(max(1, settings.concurrency)))
 
 
 class FinetuningClient:

@@ -15,6 +15,7 @@ import bisect
 import functools
 import math
 import random
+import sys
 import threading
 import time
 import uuid
@@ -839,13 +840,21 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+class QuietServer(ThreadingHTTPServer):
+    """A threading HTTP server that, like a real API, says nothing when a client hangs up mid-request."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class FakeApiServer:
     """Serves a :class:`FakeCohereApi` on 127.0.0.1 in a background thread; use as a context manager."""
 
     def __init__(self, api: FakeCohereApi, port: int = 0, host: str = "127.0.0.1") -> None:
         handler = type("Handler", (_Handler,), {"api": api})
         self.api = api
-        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd = QuietServer((host, port), handler)
         self.httpd.daemon_threads = True
         self.httpd.block_on_close = False  # a stalled request must not hold up shutdown
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="fake-cohere-api", daemon=True)

@@ -90,7 +90,7 @@ def test_429_5xx_and_408_are_retried_and_counted(fake: Fake) -> None:
 def test_timeouts_are_retried(fake: Fake) -> None:
     fake.api.stall_seconds = 3
     fake.api.inject(f"{next(iter(fake.world.models))}/events", "timeout")
-    result = cli("run", "--timeout", "0.5")
+    result = cli("run", "--timeout", "0.5", "--requests-per-minute", "500")  # no other request near the stall
     assert result.exit_code == 0, result.stderr
     assert "1 retries" in result.stdout
     assert set(warehouse_events()) == expected_events(fake.world)

@@ -129,7 +129,7 @@ def test_a_server_failing_every_fifth_request_does_not_fail_the_run(fake: Fake) 
     fake.api.faults.fault_every = 5
     models = list(fake.world.models)[:6]
     args = [arg for model in models for arg in ("--model-id", model)]
-    result = cli("run", *args)  # at the default 500 requests per minute
+    result = cli("run", *args, "--requests-per-minute", "500")  # Cohere's limit, the CLI's default
     assert result.exit_code == 0, result.stderr
     assert fake.api.stats.errors_sent.get(429, 0) >= 2
     loaded = set(warehouse_events())
