@@ -14,23 +14,14 @@ import pyarrow as pa
 import pytest
 
 from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World, training_span
-from pipelines.source import EVENT_COLUMNS, EVENTS_KEY, METRIC_COLUMNS, METRICS_KEY, MODEL_COLUMNS, SOURCE_NAME
+from pipelines.source import METRICS_SCHEMA
 from pipelines.views import create_views
 from tests.support import NOW, cli
-from tests.test_views import VIEWS, events_table, lifecycle_events, make_pipeline, model_rows, rows
+from tests.test_views import VIEWS, events_table, hand_made, lifecycle_events, make_pipeline, model_rows, rows
 
 NAN, INF = math.nan, math.inf
 START = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 Metric = tuple[str, int, str, float]  # finetuned_model_id, step_number, metric, value
-METRICS_SCHEMA = pa.schema(
-    [
-        pa.field("finetuned_model_id", pa.string(), nullable=False),
-        pa.field("step_number", pa.int64(), nullable=False),
-        pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("metric", pa.string(), nullable=False),
-        pa.field("value", pa.float64()),
-    ]
-)
 
 METRICS: list[Metric] = [
     # a chat model whose loss diverged at the last step; accuracy reached 0.7 first at step 20
@@ -74,35 +65,6 @@ def metrics_table(metrics: Sequence[Metric]) -> pa.Table:
         ],
         schema=METRICS_SCHEMA,
     )
-
-
-@dlt.source(name=SOURCE_NAME, max_table_nesting=2)
-def hand_made(models: list[dict[str, Any]], events: pa.Table, metrics: pa.Table) -> Any:
-    """The three tables with the hints, keys and write dispositions the real source declares."""
-
-    @dlt.resource(name="finetuned_models", write_disposition="merge", primary_key="id", columns=MODEL_COLUMNS)
-    def finetuned_models() -> Any:
-        if models:
-            yield models
-
-    @dlt.resource(
-        name="events",
-        write_disposition={"disposition": "merge", "strategy": "insert-only"},
-        primary_key=EVENTS_KEY,
-        columns=EVENT_COLUMNS,
-    )
-    def events_resource() -> Any:
-        if events.num_rows:
-            yield events
-
-    @dlt.resource(
-        name="training_step_metrics", write_disposition="merge", primary_key=METRICS_KEY, columns=METRIC_COLUMNS
-    )
-    def metrics_resource() -> Any:
-        if metrics.num_rows:
-            yield metrics
-
-    return finetuned_models, events_resource, metrics_resource
 
 
 def load(pipeline: dlt.Pipeline, metrics: Sequence[Metric] = METRICS) -> dlt.Pipeline:

@@ -16,7 +16,15 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from pipelines.source import EVENT_COLUMNS, EVENTS_KEY, EVENTS_SCHEMA, MODEL_COLUMNS, SOURCE_NAME
+from pipelines.source import (
+    EVENT_COLUMNS,
+    EVENTS_KEY,
+    EVENTS_SCHEMA,
+    METRIC_COLUMNS,
+    METRICS_KEY,
+    MODEL_COLUMNS,
+    SOURCE_NAME,
+)
 from pipelines.views import create_views
 
 VIEWS = [
@@ -72,8 +80,8 @@ def model_rows(events: Sequence[Event], base_models: dict[str, tuple[str, str | 
 
 
 @dlt.source(name=SOURCE_NAME, max_table_nesting=2)
-def hand_made(models: list[dict[str, Any]], events: pa.Table) -> Any:
-    """The two tables with the same hints, keys and write dispositions as the real source."""
+def hand_made(models: list[dict[str, Any]], events: pa.Table, metrics: pa.Table | None = None) -> Any:
+    """The tables (metrics only when given) with the same hints, keys and write dispositions as the real source."""
 
     @dlt.resource(name="finetuned_models", write_disposition="merge", primary_key="id", columns=MODEL_COLUMNS)
     def finetuned_models() -> Any:
@@ -90,7 +98,17 @@ def hand_made(models: list[dict[str, Any]], events: pa.Table) -> Any:
         if events.num_rows:
             yield events
 
-    return finetuned_models, events_resource
+    @dlt.resource(
+        name="training_step_metrics",
+        write_disposition={"disposition": "merge", "strategy": "insert-only"},
+        primary_key=METRICS_KEY,
+        columns=METRIC_COLUMNS,
+    )
+    def metrics_resource() -> Any:
+        if metrics is not None and metrics.num_rows:
+            yield metrics
+
+    return finetuned_models, events_resource, *([metrics_resource] if metrics is not None else [])
 
 
 def make_pipeline(root: Path, destination: Any = None, dataset: str = "cohere_finetuning") -> dlt.Pipeline:
