@@ -273,7 +273,7 @@ def lines(status: dict[str, Any]) -> list[str]:
     )
     metrics = status["training_step_metrics"]
     if metrics is not None:
-        found.append(f"training steps   {metrics['rows']} rows, newest {when(metrics['newest_created_at'], None)}")
+        found.append(f"metric values    {metrics['rows']}, newest step {when(metrics['newest_created_at'], None)}")
     local = "" if status["local_state"] else " (no local state yet)"
     found.append(f"dlt state        {status['pipelines_dir']}/{config.PIPELINE_NAME}{local}; dlt's own tools:")
     found.append(status["dlt_info_command"])
