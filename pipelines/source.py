@@ -289,7 +289,7 @@ async def fan_out(
                 await fetch(api, model, out)
             except ModelNotFoundError:
                 report.skipped.append(f"{what} {model.id} not found (404)")
-            collector.update(f"{what.split()[0]} of models")
+            collector.update(f"models read for {what.removesuffix(' of model')}")
 
     async def workers() -> None:
         try:
@@ -299,7 +299,9 @@ async def fan_out(
         except ExceptionGroup as failures:
             raise failures.exceptions[0] from None  # the first failure, with its one-line message
         finally:
-            await out.put(None)
+            task = asyncio.current_task()
+            if task is None or not task.cancelling():  # cancelled: nobody reads the queue, which may be full
+                await out.put(None)
 
     producer = asyncio.create_task(workers())
     pending: list[pa.Table] = []

@@ -78,3 +78,37 @@ def test_arrow_repeated_matches_what_pyarrow_builds(value: str, count: int) -> N
 def test_arrow_int64s_carry_timestamps() -> None:
     built = arrow.int64s([0, 1_500_000], arrow.UTC_MICROS)
     assert built.to_pylist() == [datetime(1970, 1, 1, tzinfo=UTC), datetime(1970, 1, 1, 0, 0, 1, 500_000, tzinfo=UTC)]
+
+
+def test_rows_closed_early_never_leave_their_producer_hanging(tmp_path, monkeypatch) -> None:
+    """dlt closes a resource's generator when another part of the run fails. Its producer may then sit on a full
+    queue; cancelling it must not wait for a reader that is gone."""
+    import asyncio
+    from types import SimpleNamespace
+
+    import dlt
+
+    from pipelines import source
+    from pipelines.changes import ModelRef
+    from pipelines.source import ModelFeed, RunReport, fan_out
+
+    monkeypatch.setattr(source, "BATCH_ROWS", 10)
+    dlt.pipeline("fan_out_test", pipelines_dir=str(tmp_path), destination="duckdb")  # the current pipeline
+    row = pa.table({"n": [1]})
+
+    async def fetch(api: object, model: ModelRef, out: asyncio.Queue[pa.Table | None]) -> None:
+        for _ in range(1000):
+            await out.put(row)
+
+    async def close_early() -> int:
+        feed = ModelFeed()
+        feed.publish([ModelRef(f"m-{index}", "STATUS_READY", None) for index in range(4)])
+        feed.close()
+        api = SimpleNamespace(settings=SimpleNamespace(concurrency=1))
+        rows = fan_out(api, feed, lambda model: True, fetch, "events of model", RunReport())  # type: ignore[arg-type]
+        first = await anext(rows)
+        await asyncio.sleep(0.1)  # the producer fills the queue
+        await asyncio.wait_for(rows.aclose(), timeout=10)
+        return first.num_rows
+
+    assert asyncio.run(close_early()) == 10
