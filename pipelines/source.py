@@ -292,16 +292,16 @@ async def fan_out(
             collector.update(f"models read for {what.removesuffix(' of model')}")
 
     async def workers() -> None:
+        # The end mark goes to a reader that is there: not when cancelled (the reader closed early and the queue
+        # may be full), and a pending cancel count (TaskGroup leaves one behind on 3.11) does not say so.
         try:
             async with asyncio.TaskGroup() as group:
                 for _ in range(api.settings.concurrency * 2):
                     group.create_task(worker())
         except ExceptionGroup as failures:
+            await out.put(None)
             raise failures.exceptions[0] from None  # the first failure, with its one-line message
-        finally:
-            task = asyncio.current_task()
-            if task is None or not task.cancelling():  # cancelled: nobody reads the queue, which may be full
-                await out.put(None)
+        await out.put(None)
 
     producer = asyncio.create_task(workers())
     pending: list[pa.Table] = []
