@@ -293,7 +293,8 @@ async def fan_out(
 
     async def workers() -> None:
         # The end mark goes to a reader that is there: not when cancelled (the reader closed early and the queue
-        # may be full), and a pending cancel count (TaskGroup leaves one behind on 3.11) does not say so.
+        # may be full). Decided by the exception: after a model's failure, cancelling() stayed above zero here
+        # (Python 3.11), and skipping the mark then hung the reader.
         try:
             async with asyncio.TaskGroup() as group:
                 for _ in range(api.settings.concurrency * 2):
