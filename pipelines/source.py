@@ -399,17 +399,9 @@ async def fetch_events(
             trusted = order.check(micros)
             if not trusted and cursor_us is not None:
                 report.out_of_order(model_id, "the events")
-            keep = [
-                index
-                for index, key in enumerate(keys)
-                if (floor_us is None or key[0] >= floor_us) and not (key in seen or seen.add(key))  # type: ignore[func-returns-value]
-            ]
+            await put_unseen(out, table, keys, seen, floor_us)
             if micros:
                 newest = max(newest if newest is not None else micros[0], max(micros))
-            if len(keep) == len(keys):
-                await out.put(table)
-            elif keep:
-                await out.put(table.take(arrow.int64s(keep)))
             if trusted and floor_us is not None and micros and min(micros) < floor_us:
                 break
     return newest
@@ -428,21 +420,37 @@ async def fetch_metrics(
     seen: set[tuple[int, str]] = set()
     async with aclosing(api.metric_pages(model_id)) as pages:
         async for number, items in pages:
-            table, steps = metrics_table(model_id, items, f"model {model_id}, training-step metrics page {number}")
+            where = f"model {model_id}, training-step metrics page {number}"
+            table, steps, keys = metrics_table(model_id, items, where)
             trusted = order.check(steps)
             if not trusted and highest is not None:
                 report.out_of_order(model_id, "the training-step metrics")
-            keys = zip(table.column("step_number").to_pylist(), table.column("metric").to_pylist(), strict=True)
-            keep = [index for index, key in enumerate(keys) if not (key in seen or seen.add(key))]  # type: ignore[func-returns-value]
+            await put_unseen(out, table, keys, seen)
             if steps:
                 highest = max(highest if highest is not None else steps[0], max(steps))
-            if len(keep) == table.num_rows:
-                await out.put(table)
-            elif keep:
-                await out.put(table.take(arrow.int64s(keep)))
             if trusted and order.cursor is not None and steps and min(steps) <= order.cursor:
                 break
     return highest
+
+
+async def put_unseen(
+    out: asyncio.Queue[pa.Table | None],
+    table: pa.Table,
+    keys: list[tuple[int, str]],
+    seen: set[tuple[int, str]],
+    floor: int | None = None,
+) -> None:
+    """Queue the rows whose key (stored form) this listing has not queued yet and whose key's first part is not
+    below ``floor``: two rows with one key would both be written, as insert-only merges do not dedupe a batch."""
+    keep = []
+    for index, key in enumerate(keys):
+        if (floor is None or key[0] >= floor) and key not in seen:
+            seen.add(key)
+            keep.append(index)
+    if len(keep) == len(keys):
+        await out.put(table)
+    elif keep:
+        await out.put(table.take(arrow.int64s(keep)))
 
 
 def events_table(model_id: str, events: list[dict[str, Any]], where: str) -> tuple[pa.Table, list[tuple[int, str]]]:
@@ -464,9 +472,11 @@ def events_table(model_id: str, events: list[dict[str, Any]], where: str) -> tup
     return table, list(zip(micros, statuses, strict=True))
 
 
-def metrics_table(model_id: str, items: list[dict[str, Any]], where: str) -> tuple[pa.Table, list[int]]:
-    """One page of training steps as a typed Arrow table in long form (a row per step and metric), and each
-    step's number in the order served."""
+def metrics_table(
+    model_id: str, items: list[dict[str, Any]], where: str
+) -> tuple[pa.Table, list[int], list[tuple[int, str]]]:
+    """One page of training steps as a typed Arrow table in long form (a row per step and metric), each step's
+    number in the order served, and each row's key: (step, metric)."""
     steps: list[int] = []
     stamps: list[str] = []
     names: list[str] = []
@@ -497,7 +507,7 @@ def metrics_table(model_id: str, items: list[dict[str, Any]], where: str) -> tup
         ],
         schema=METRICS_SCHEMA,
     )
-    return table, steps
+    return table, steps, list(zip(step_of_row, names, strict=True))
 
 
 def metric_value(value: Any, name: str, where: str) -> float:
