@@ -208,16 +208,9 @@ def duckdb_memory_cap(destination: str) -> Iterator[None]:
     if destination != "duckdb":
         yield
         return
-    before = os.environ.get(DUCKDB_GLOBAL_CONFIG)
     configured = dlt.config.get("destination.duckdb.credentials.global_config", dict) or {}
-    os.environ[DUCKDB_GLOBAL_CONFIG] = orjson.dumps(duckdb_load_config(dict(configured))).decode()
-    try:
+    with environment({DUCKDB_GLOBAL_CONFIG: orjson.dumps(duckdb_load_config(dict(configured))).decode()}):
         yield
-    finally:
-        if before is None:
-            del os.environ[DUCKDB_GLOBAL_CONFIG]
-        else:
-            os.environ[DUCKDB_GLOBAL_CONFIG] = before
 
 
 # dlt writes the model table (and its state) as INSERT files and hands DuckDB a whole file in one call: 20,000 models
@@ -229,17 +222,28 @@ FLAT_LOADS = {"NORMALIZE__DATA_WRITER__FILE_MAX_ITEMS": "1000", "LOAD__WORKERS":
 def flat_loads() -> Iterator[None]:
     """For the run only, dlt settings that keep the load's memory flat in the number of models, unless the user set
     them (environment or config files)."""
-    added = [
-        name
-        for name in FLAT_LOADS
+    unset = {
+        name: value
+        for name, value in FLAT_LOADS.items()
         if name not in os.environ and dlt.config.get(name.lower().replace("__", ".")) is None
-    ]
-    os.environ.update({name: FLAT_LOADS[name] for name in added})
+    }
+    with environment(unset):
+        yield
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables (dlt reads its settings there too) for a block; restore what was there before."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
         yield
     finally:
-        for name in added:
-            os.environ.pop(name, None)
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def warehouse_simulated(pipeline: dlt.Pipeline) -> bool | None:
