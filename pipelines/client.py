@@ -222,6 +222,10 @@ class FinetuningClient:
 
     async def get_json(self, path: str, params: dict[str, Any], where: str) -> dict[str, Any]:
         """GET with retries on 408, 429, 5xx and connection errors; returns the decoded JSON object."""
+        try:  # the first attempt on its own: tenacity's bookkeeping costs about 30 µs a request, retried or not
+            return await self.get_once(path, params, where)
+        except RetryableError as error:
+            failed: RetryableError | None = error
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(RetryableError),
             stop=stop_after_attempt(self.settings.max_attempts) | stop_after_delay(self.settings.max_retry_seconds),
@@ -232,6 +236,9 @@ class FinetuningClient:
         try:
             async for attempt in retrying:
                 with attempt:
+                    if failed:  # attempt 1 is the one above: tenacity counts it, waits as it asks, then retries
+                        first, failed = failed, None
+                        raise first
                     return await self.get_once(path, params, where)
         except RetryableError as error:
             raise CohereApiError(
