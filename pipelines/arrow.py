@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Sequence
-from itertools import accumulate
+from itertools import accumulate, repeat
+from operator import is_not
 
 import pyarrow as pa
 
@@ -33,7 +34,7 @@ def strings(values: Sequence[str | None]) -> pa.Array:
 def repeated(value: str, count: int) -> pa.Array:
     """A string array of one value ``count`` times."""
     encoded = value.encode()
-    offsets = array("i", [index * len(encoded) for index in range(count + 1)])
+    offsets = array("i", range(0, (count + 1) * len(encoded), len(encoded)) if encoded else [0] * (count + 1))
     return pa.Array.from_buffers(pa.string(), count, [None, pa.py_buffer(offsets), pa.py_buffer(encoded * count)])
 
 
@@ -51,8 +52,9 @@ def validity(values: Sequence[object]) -> pa.Buffer | None:
     """Arrow's validity bitmap (bit i set when values[i] is not None); None when nothing is null."""
     if None not in values:
         return None
-    bits = bytearray((len(values) + 7) // 8)
-    for index, value in enumerate(values):
-        if value is not None:
-            bits[index >> 3] |= 1 << (index & 7)
-    return pa.py_buffer(bits)
+    # "1" or "0" per value, last value first: read as a binary number, bit i is value i (no loop in Python)
+    digits = bytes(map(is_not, reversed(values), repeat(None))).translate(BINARY_DIGITS)
+    return pa.py_buffer(int(digits, 2).to_bytes((len(values) + 7) // 8, "little"))
+
+
+BINARY_DIGITS = bytes.maketrans(b"\x00\x01", b"01")

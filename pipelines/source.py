@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from itertools import pairwise
 from typing import Any
 
 import dlt
@@ -373,7 +372,7 @@ class NewestFirst:
         if not self.holds or not values:
             return self.holds
         first_ok = values[0] >= self.cursor if self.last is None else values[0] <= self.last  # type: ignore[operator]
-        self.holds = first_ok and all(a >= b for a, b in pairwise(values))
+        self.holds = first_ok and values == sorted(values, reverse=True)  # a sort of sorted values is linear
         self.last = values[-1]
         return self.holds
 
@@ -394,8 +393,7 @@ async def fetch_events(
     newest = cursor_us
     async with aclosing(api.event_pages(model_id)) as pages:
         async for number, events in pages:
-            table, keys = events_table(model_id, events, f"model {model_id}, page {number}")
-            micros = [key[0] for key in keys]
+            table, micros, keys = events_table(model_id, events, f"model {model_id}, page {number}")
             trusted = order.check(micros)
             if not trusted and cursor_us is not None:
                 report.out_of_order(model_id, "the events")
@@ -442,6 +440,11 @@ async def put_unseen(
 ) -> None:
     """Queue the rows whose key (stored form) this listing has not queued yet and whose key's first part is not
     below ``floor``: two rows with one key would both be written, as insert-only merges do not dedupe a batch."""
+    fresh = set(keys)
+    if len(fresh) == len(keys) and fresh.isdisjoint(seen) and (floor is None or not keys or min(keys)[0] >= floor):
+        seen |= fresh  # the usual page, checked with set operations rather than row by row
+        await out.put(table)
+        return
     keep = []
     for index, key in enumerate(keys):
         if (floor is None or key[0] >= floor) and key not in seen:
@@ -453,8 +456,11 @@ async def put_unseen(
         await out.put(table.take(arrow.int64s(keep)))
 
 
-def events_table(model_id: str, events: list[dict[str, Any]], where: str) -> tuple[pa.Table, list[tuple[int, str]]]:
-    """One page of events as a typed Arrow table, and each event's key: (microseconds since the epoch, status)."""
+def events_table(
+    model_id: str, events: list[dict[str, Any]], where: str
+) -> tuple[pa.Table, list[int], list[tuple[int, str]]]:
+    """One page of events as a typed Arrow table, each event's time (microseconds since the epoch) in the order
+    served, and each event's key: (time, status)."""
     stamps = [event.get("created_at") for event in events]
     statuses = [event.get("status", "STATUS_UNSPECIFIED") for event in events]  # proto3 JSON omits the zero enum
     users = [event.get("user_id") for event in events]
@@ -468,8 +474,8 @@ def events_table(model_id: str, events: list[dict[str, Any]], where: str) -> tup
         [arrow.repeated(model_id, len(events)), arrow.strings(users), arrow.strings(statuses), created],
         schema=EVENTS_SCHEMA,
     )
-    micros = created.cast(pa.int64()).to_pylist()
-    return table, list(zip(micros, statuses, strict=True))
+    micros: list[int] = created.view(pa.int64()).to_pylist()
+    return table, micros, list(zip(micros, statuses, strict=True))
 
 
 def metrics_table(

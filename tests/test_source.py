@@ -28,15 +28,16 @@ MIDNIGHT = datetime(2025, 3, 1, tzinfo=UTC)
     ],
 )
 def test_timestamps_parse_to_utc_microseconds(stamp: str, micros: int) -> None:
-    table, keys = events_table("m-1", [{"status": "STATUS_READY", "created_at": stamp}], "model m-1, page 1")
+    table, times, keys = events_table("m-1", [{"status": "STATUS_READY", "created_at": stamp}], "model m-1, page 1")
     assert table.schema == EVENTS_SCHEMA
     assert table.column("created_at").type == pa.timestamp("us", tz="UTC")
     assert table.column("created_at")[0].as_py() == MIDNIGHT.replace(microsecond=micros)
-    assert keys == [(int(MIDNIGHT.timestamp()) * 1_000_000 + micros, "STATUS_READY")]
+    assert times == [int(MIDNIGHT.timestamp()) * 1_000_000 + micros]
+    assert keys == [(times[0], "STATUS_READY")]
 
 
 def test_omitted_fields_load_as_the_api_means_them() -> None:
-    table, _ = events_table("m-1", [{"created_at": "2025-03-01T00:00:00Z", "user_id": ""}], "model m-1, page 1")
+    table, _, _ = events_table("m-1", [{"created_at": "2025-03-01T00:00:00Z", "user_id": ""}], "model m-1, page 1")
     assert table.to_pylist() == [
         {"finetuned_model_id": "m-1", "user_id": None, "status": "STATUS_UNSPECIFIED", "created_at": MIDNIGHT}
     ]
