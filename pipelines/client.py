@@ -23,11 +23,10 @@ from tenacity import (
     stop_after_delay,
 )
 
-from pipelines.fake_api import SIMULATED_HEADER
-
 MODELS_PATH = "/v1/finetuning/finetuned-models"
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 CLIENT_NAME = "cohere-events"
+SIMULATED_HEADER = "X-Cohere-Events-Simulated"  # set by the simulated API, so no warehouse mixes its data with real
 # Pages one listing may take before the client calls it a loop: 10 million items at the default page size, far
 # beyond any real model list or history, yet finite, so that a server that never ends a listing cannot page forever.
 MAX_PAGES = 100_000

@@ -28,9 +28,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
-SIMULATED_HEADER = "X-Cohere-Events-Simulated"
+from pipelines.client import MODELS_PATH, SIMULATED_HEADER
+
 DEFAULT_API_KEY = "simulated-cohere-key"
-MODELS_PATH = "/v1/finetuning/finetuned-models"
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 50
 DROP = -1  # an injected outcome: close the connection without answering
