@@ -9,12 +9,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from datetime import timedelta
 from pathlib import Path
 
-from pipelines import source
+import pytest
+
 from pipelines.changes import ModelRef, Rechecks, Seen, SeenModels, what_to_read
 from pipelines.config import pipelines_dir
 from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World
@@ -175,24 +175,65 @@ def test_a_run_killed_after_extraction_marks_nothing_as_seen(fake: Fake, workdir
     assert_exact(fake.world)
 
 
-def test_more_pages_of_models_than_dlt_runs_at_once_never_hang(workdir: Path, monkeypatch) -> None:
-    """Once, every page of models had its own events producer; past dlt's 20 at a time they could deadlock."""
-    monkeypatch.setattr(source, "BATCH_ROWS", 20)  # many small hand-overs: the slow consumer of the deadlock
+# The CLI as cron runs it, with events handed to dlt a page at a time and a deadline after which every thread's
+# stack is written out and the run ends: a deadlock becomes a failed test that shows where each thread waits.
+RUN_WITH_SMALL_BATCHES = """
+import faulthandler, sys
+faulthandler.dump_traceback_later(float(sys.argv[1]), exit=True)
+from pipelines import source
+source.BATCH_ROWS = 2
+from pipelines.cli import app
+app(sys.argv[2:], prog_name="cohere-events")
+"""
+HANG_DEADLINE = 45.0  # seconds; the run takes about 2 s
+
+
+def test_a_reader_dlt_does_not_resume_never_stalls_the_other_pages_of_models(workdir: Path) -> None:
+    """The deadlock of one events transformer call per page of models (before e5443b4), made certain.
+
+    dlt runs at most ``extract.max_parallel_items`` futures at once (20 by default; 2 here) and, once it holds that
+    many more sources than it started with, offers a free slot to the newest source first. Three pages of two
+    models, concurrency 1 (two models paged at once, shared by every page):
+
+    - page 1's producers take both model slots (the semaphore serves its waiters in order); pages 2 and 3 wait;
+    - page 1's reader hands over a batch; its dlt slot goes to the model list, and the list's slot then to page 3,
+      the newest source. dlt's two slots hold the readers of pages 2 and 3, which wait for rows that need a model
+      slot, and dlt's main thread waits in ``_wait_for_free_slot`` to resume page 1's reader;
+    - page 1's producers fill its queue of 64 tables (each model has 50 pages of events) and wait there, holding
+      both model slots. Nothing moves again.
+
+    The run must finish, and load every event exactly once.
+    """
     world = World(models=0, now=NOW)
-    for index in range(30):
-        empty_model(world, f"model-{index:02d}")
-        for step in range(90):
-            world.add_event(f"model-{index:02d}", "STATUS_PAUSED", NOW - timedelta(hours=200 - step), digits=6)
+    for index in range(6):
+        empty_model(world, f"model-{index}")
+        long_history = index < 2  # the first page: more pages of events than a queue holds
+        for minute in range(100 if long_history else 2):
+            world.add_event(f"model-{index}", "STATUS_PAUSED", NOW - timedelta(days=10) + timedelta(minutes=minute))
     with FakeApiServer(FakeCohereApi(world)) as server:
-        env = {"CO_API_URL": server.url, "CO_API_KEY": DEFAULT_API_KEY}
-        watchdog = threading.Timer(120, lambda: os.kill(os.getpid(), signal.SIGINT))
-        watchdog.start()
+        env = {**os.environ, "CO_API_URL": server.url, "CO_API_KEY": DEFAULT_API_KEY}
+        env["EXTRACT__MAX_PARALLEL_ITEMS"] = "2"  # dlt's 20 at once, made small: 3 pages of models are enough
+        args = ["run", "--page-size", "2", "--concurrency", "1", "--requests-per-minute", "0"]
+        started = time.monotonic()
         try:
-            started = time.monotonic()
-            result = cli("run", "--page-size", "1", "--concurrency", "1", "--requests-per-minute", "0", env=env)
-        finally:
-            watchdog.cancel()
-    assert result.exit_code == 0, (result.stderr, time.monotonic() - started)
+            run = subprocess.run(
+                [sys.executable, "-c", RUN_WITH_SMALL_BATCHES, str(HANG_DEADLINE), *args],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=HANG_DEADLINE + 30,  # only if the deadline inside the run failed to end it
+            )
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the run neither finished nor ended itself after {HANG_DEADLINE + 30:.0f} s")
+    seconds = time.monotonic() - started
+    if "Timeout (" in run.stderr:
+        pytest.fail(
+            f"the run hung: still running after {HANG_DEADLINE:.0f} s, {server.api.stats.requests} requests in; "
+            f"where each thread waited:\n{run.stderr[-6000:]}",
+            pytrace=False,
+        )
+    assert run.returncode == 0, (run.stderr[-3000:], seconds)
+    assert "loaded 6 models, 208 new events" in run.stdout, run.stdout
     assert_exact(world)
 
 
