@@ -260,7 +260,7 @@ def run_load(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
     SIGTERM and SIGINT raise :class:`Interrupted`; a full disk, a read-only folder or a permission :class:`HostError`.
     """
     options.validate()
-    with stop_on_signals():
+    with stop_on_signals(), config.settled():
         try:
             return load_once(api_key, base_url, options)
         except Exception as error:
