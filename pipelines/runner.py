@@ -27,6 +27,7 @@ from dlt.common.runtime.collector import LogCollector, NullCollector
 from pipelines import config
 from pipelines.changes import DEFAULT_RECHECK_HOURS
 from pipelines.client import CohereApiError
+from pipelines.memory import release_free_memory
 from pipelines.source import SOURCE_NAME, MixedOriginError, RunReport, cohere_finetuning
 
 # DuckDB's buffer pool for a run's load, beyond which it spills to a temporary folder beside the warehouse: without
@@ -300,7 +301,9 @@ def load_once(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
         try:
             # extract, normalize and load: what pipeline.run does after syncing, which warehouse_simulated just did
             pipeline.extract(source)
+            release_free_memory()  # what extraction freed, before DuckDB (its own allocator) loads: see memory.py
             pipeline.normalize()
+            release_free_memory()
             load_capped(pipeline, options.destination)
         except Exception as error:
             cause = root_cause(error)
