@@ -27,7 +27,7 @@ from dlt.common.runtime.collector import LogCollector, NullCollector
 from pipelines import config
 from pipelines.changes import DEFAULT_RECHECK_HOURS
 from pipelines.client import CohereApiError
-from pipelines.memory import release_free_memory
+from pipelines.memory import fix_mmap_threshold, release_free_memory
 from pipelines.source import SOURCE_NAME, MixedOriginError, RunReport, cohere_finetuning
 
 # DuckDB's buffer pool for a run's load, beyond which it spills to a temporary folder beside the warehouse: without
@@ -276,6 +276,7 @@ def load_once(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
     from pipelines.views import create_views
 
     started = time.monotonic()
+    fix_mmap_threshold()  # before extraction allocates: see memory.py
     with warehouse_lock(config.pipelines_dir(options.destination)), flat_loads():
         pipeline = make_pipeline(options.destination, options.progress)
         finished_pending = finish_pending(pipeline, options.destination)
