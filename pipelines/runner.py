@@ -27,6 +27,7 @@ from dlt.common.runtime.collector import LogCollector, NullCollector
 from pipelines import config
 from pipelines.changes import DEFAULT_RECHECK_HOURS
 from pipelines.client import CohereApiError
+from pipelines.memory import fix_mmap_threshold, release_free_memory
 from pipelines.source import SOURCE_NAME, MixedOriginError, RunReport, cohere_finetuning
 
 # DuckDB's buffer pool for a run's load, beyond which it spills to a temporary folder beside the warehouse: without
@@ -275,6 +276,7 @@ def load_once(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
     from pipelines.views import create_views
 
     started = time.monotonic()
+    fix_mmap_threshold()  # before extraction allocates: see memory.py
     with warehouse_lock(config.pipelines_dir(options.destination)), flat_loads():
         pipeline = make_pipeline(options.destination, options.progress)
         with warehouse_kept_open(options.destination) as kept:
@@ -301,7 +303,9 @@ def load_once(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
         try:
             # extract, normalize and load: what pipeline.run does after syncing, which warehouse_simulated just did
             pipeline.extract(source)  # the warehouse is closed meanwhile, so notebooks and reports can read it
+            release_free_memory()  # what extraction freed, before DuckDB (its own allocator) loads: see memory.py
             pipeline.normalize()
+            release_free_memory()
             with warehouse_kept_open(options.destination) as kept:
                 load_capped(pipeline, options.destination, kept)
                 new_events = count_rows(pipeline, "events") - events_before
