@@ -279,8 +279,8 @@ def load_once(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
     fix_mmap_threshold()  # before extraction allocates: see memory.py
     with warehouse_lock(config.pipelines_dir(options.destination)), flat_loads():
         pipeline = make_pipeline(options.destination, options.progress)
-        with warehouse_kept_open(options.destination) as kept:
-            finished_pending = finish_pending(pipeline, options.destination, kept)
+        finished_pending = finish_pending(pipeline, options.destination)
+        with warehouse_kept_open(options.destination):
             expect_simulated = warehouse_simulated(pipeline)
             events_before = count_rows(pipeline, "events")
             metrics_before = count_rows(pipeline, "training_step_metrics")
@@ -306,8 +306,8 @@ def load_once(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
             release_free_memory()  # what extraction freed, before DuckDB (its own allocator) loads: see memory.py
             pipeline.normalize()
             release_free_memory()
-            with warehouse_kept_open(options.destination) as kept:
-                load_capped(pipeline, options.destination, kept)
+            load_capped(pipeline, options.destination)
+            with warehouse_kept_open(options.destination):
                 new_events = count_rows(pipeline, "events") - events_before
                 new_metric_rows = count_rows(pipeline, "training_step_metrics") - metrics_before
                 prune_state_history(pipeline)
@@ -340,54 +340,38 @@ def warehouse_name(destination: str) -> str:
     return str(path) if path else f"the {destination} dataset {config.DATASET_NAME}"
 
 
-def finish_pending(pipeline: dlt.Pipeline, destination: str, kept: KeptOpen | None = None) -> bool:
+def finish_pending(pipeline: dlt.Pipeline, destination: str) -> bool:
     """Load what an interrupted run left behind, so this run can extract new data afterwards."""
     if not pipeline.has_pending_data:
         return False
     pipeline.normalize()
-    load_capped(pipeline, destination, kept)
+    load_capped(pipeline, destination)
     return True
 
 
-def load_capped(pipeline: dlt.Pipeline, destination: str, kept: KeptOpen | None = None) -> None:
+def load_capped(pipeline: dlt.Pipeline, destination: str) -> None:
     """dlt's load step under the memory cap: the cap is for loading only, never for reading state or views."""
     with duckdb_memory_cap(destination):
         pipeline.load()
-    if kept:
-        kept.forget_load_settings()
-
-
-class KeptOpen:
-    """One connection that keeps the DuckDB warehouse open while dlt opens and closes it step after step."""
-
-    def __init__(self, connection: Any) -> None:
-        self.connection = connection
-
-    def forget_load_settings(self) -> None:
-        """Back to DuckDB's default memory and threads: the database stays open, and dlt set the load's cap on it
-        globally. A user's own settings are applied again by the next connection dlt opens."""
-        self.connection.execute("reset global memory_limit")
-        self.connection.execute("reset global threads")
 
 
 @contextmanager
-def warehouse_kept_open(destination: str) -> Iterator[KeptOpen | None]:
-    """Keep the DuckDB warehouse open for a block of steps.
+def warehouse_kept_open(destination: str) -> Iterator[None]:
+    """Keep the DuckDB warehouse open for a block of steps that each open and close it (dlt's state, counts, views).
 
-    dlt opens the file for its state, for every load job and for each query, and closes it after each; closing
-    checkpoints, and each open reads the catalog again: about 20 ms each, 11 times a run. DuckDB shares one open
-    database between the connections of a process, so while this one is held, dlt's opens are instant and the
-    checkpoint happens once, at the end.
+    Each open reads the catalog again and each close checkpoints: about 20 ms a time. DuckDB shares one open database
+    between the connections of a process, so while this one is held the opens are instant. Never around a load: kept
+    open across its jobs, a load of 20,000 models' records ran out of its 32 MB cap; closed after each job, it fits.
     """
     path = config.duckdb_path() if destination == "duckdb" else None
     if path is None or not path.parent.is_dir():
-        yield None
+        yield
         return
     import duckdb
 
     connection = duckdb.connect(str(path))
     try:
-        yield KeptOpen(connection)
+        yield
     except BaseException:
         with suppress(Exception):  # what failed inside says what went wrong, not a failing checkpoint after it
             connection.close()

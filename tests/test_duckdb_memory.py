@@ -15,9 +15,7 @@ from pipelines.runner import (
     DUCKDB_MEMORY_LIMIT_MB,
     DUCKDB_MEMORY_PER_THREAD_MB,
     duckdb_memory_cap,
-    load_capped,
     make_pipeline,
-    warehouse_kept_open,
 )
 from tests.support import NOW, cli, expected_events, warehouse_events
 
@@ -64,24 +62,3 @@ def test_a_user_who_sets_many_threads_keeps_a_cap_and_loads_exactly(
 def test_the_users_memory_limit_is_theirs(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(DUCKDB_GLOBAL_CONFIG, '{"memory_limit": "1GB", "threads": 3}')
     assert run_settings() == (3, mib(1000))
-
-
-def test_the_cap_ends_with_the_load_while_the_run_keeps_the_warehouse_open(
-    workdir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A run keeps the warehouse open around its load (dlt's many opens are then instant), and dlt sets the cap on
-    the open database: reading dlt's state or the views after the load must not run under it."""
-    monkeypatch.delenv(DUCKDB_GLOBAL_CONFIG, raising=False)
-    pipeline = make_pipeline("duckdb")
-    pipeline.extract([{"id": 1}], table_name="probe")
-    pipeline.normalize()
-    with warehouse_kept_open("duckdb") as kept:
-        assert kept is not None
-        load_capped(pipeline, "duckdb", kept)
-        with pipeline.sql_client() as client:
-            ((threads, memory, rows),) = client.execute_sql(
-                f"select current_setting('threads'), current_setting('memory_limit'), count(*) "
-                f"from {client.make_qualified_table_name('probe')}"
-            )
-    assert rows == 1
-    assert memory != mib(DUCKDB_MEMORY_LIMIT_MB), f"the load's cap outlived the load ({threads} threads)"
