@@ -1,4 +1,6 @@
-"""Hand the memory the C library keeps after it was freed back to the operating system (glibc; elsewhere a no-op).
+"""How a run manages memory: the C library's free pages go back to the system, and Python collects cycles less often.
+
+Hand the memory the C library keeps after it was freed back to the operating system (glibc; elsewhere a no-op).
 
 glibc's malloc keeps freed memory in its heaps for reuse and gives back only what is at the top of a heap. A first
 run over 20,000 models holds 30-35 MB more of malloc'd memory while it extracts (pages in flight, the model list,
@@ -18,9 +20,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cache
 
 M_MMAP_THRESHOLD = -3  # mallopt's parameter, from glibc's malloc.h
@@ -53,3 +57,19 @@ def release_free_memory() -> bool:
         return False
     trim(ctypes.c_size_t(0))
     return True
+
+
+@contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Python's cycle collector, kept off the imported modules for the length of a run.
+
+    A run allocates a dict per event and a list per page, so the collector runs hundreds of times, and each of its
+    full passes went over the 120,000 objects of the imported modules (dlt, pyarrow, DuckDB, httpx): 0.3 s of GC over
+    270k events. Those objects live as long as the process, so they are frozen out of the passes: 0.2 s. (Collecting
+    the young generation less often saved 0.05 s more, but held on to 10 MB of cyclic garbage at 20,000 models.)
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()

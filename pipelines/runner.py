@@ -27,7 +27,7 @@ from dlt.common.runtime.collector import LogCollector, NullCollector
 from pipelines import config
 from pipelines.changes import DEFAULT_RECHECK_HOURS
 from pipelines.client import CohereApiError
-from pipelines.memory import fix_mmap_threshold, release_free_memory
+from pipelines.memory import fewer_collections, fix_mmap_threshold, release_free_memory
 from pipelines.source import SOURCE_NAME, MixedOriginError, RunReport, cohere_finetuning
 
 # DuckDB's buffer pool for a run's load, beyond which it spills to a temporary folder beside the warehouse: without
@@ -261,7 +261,7 @@ def run_load(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
     SIGTERM and SIGINT raise :class:`Interrupted`; a full disk, a read-only folder or a permission :class:`HostError`.
     """
     options.validate()
-    with stop_on_signals(), config.settled():
+    with stop_on_signals(), config.settled(), fewer_collections():
         try:
             return load_once(api_key, base_url, options)
         except Exception as error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import platform
 import sys
 
@@ -28,3 +29,10 @@ def test_without_the_c_librarys_functions_it_does_nothing(monkeypatch: pytest.Mo
     monkeypatch.setattr(memory, "_libc_function", lambda name: None)
     assert memory.release_free_memory() is False
     assert memory.fix_mmap_threshold() is False
+
+
+def test_a_run_keeps_the_collector_off_what_was_imported_then_puts_it_back() -> None:
+    before = gc.get_freeze_count()
+    with memory.fewer_collections():
+        assert gc.get_freeze_count() > before  # out of the collector's passes while the run lasts
+    assert gc.get_freeze_count() == before
