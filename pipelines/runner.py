@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import fcntl
 import logging
@@ -12,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -261,7 +263,7 @@ def run_load(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
     SIGTERM and SIGINT raise :class:`Interrupted`; a full disk, a read-only folder or a permission :class:`HostError`.
     """
     options.validate()
-    with stop_on_signals(), config.settled(), fewer_collections():
+    with stop_on_signals(), config.settled(), fewer_collections(), uvloop_event_loops():
         try:
             return load_once(api_key, base_url, options)
         except Exception as error:
@@ -269,6 +271,27 @@ def run_load(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
             if problem:
                 raise problem from None
             raise
+
+
+@contextmanager
+def uvloop_event_loops() -> Iterator[None]:
+    """Event loops made meanwhile are uvloop's (libuv, in C), where it is installed: dlt makes one to run the async
+    resources, and the requests of a run spend less CPU in it (4.4 -> 4.2 s for 270k events on 2 cores)."""
+    try:
+        import uvloop
+    except ImportError:  # Windows: asyncio's own loop
+        yield
+        return
+    with warnings.catch_warnings():  # the policy API is deprecated from Python 3.14, and dlt makes its own loop
+        warnings.simplefilter("ignore", DeprecationWarning)
+        previous = asyncio.get_event_loop_policy()
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    try:
+        yield
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            asyncio.set_event_loop_policy(previous)
 
 
 def load_once(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:

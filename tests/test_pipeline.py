@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -10,9 +11,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import uvloop
 
 from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, Faults, World
-from pipelines.runner import DUCKDB_ROWS_PER_INSERT, duckdb_memory_cap, make_pipeline
+from pipelines.runner import DUCKDB_ROWS_PER_INSERT, duckdb_memory_cap, make_pipeline, uvloop_event_loops
 from tests.support import NOW, Fake, ForwardProxy, cli, empty_model, expected_events, query, warehouse_events
 
 
@@ -268,3 +270,14 @@ def test_more_models_than_one_insert_statement_holds(workdir: Path) -> None:
     ids = [row[0] for row in query("select id from cohere_finetuning.finetuned_models")]
     assert sorted(ids) == sorted(world.models)
     assert set(warehouse_events()) == expected_events(world)
+
+
+def test_the_event_loop_dlt_makes_during_a_run_is_uvloops_and_the_policy_is_put_back() -> None:
+    before = asyncio.get_event_loop_policy()
+    with uvloop_event_loops():
+        loop = asyncio.new_event_loop()  # as dlt makes the loop that runs the async resources
+        try:
+            assert isinstance(loop, uvloop.Loop)
+        finally:
+            loop.close()
+    assert asyncio.get_event_loop_policy() is before
