@@ -62,7 +62,7 @@ timed(dlt.Pipeline, "load", "load")
 timed(pipelines.views, "create_views", "views")
 sys.argv = ["cohere-events", *sys.argv[1:]]
 try:
-    pipelines.cli.main()
+    pipelines.cli.app()  # not main(): it leaves with os._exit, before the phases are printed
 except SystemExit:
     pass
 total = time.perf_counter() - started
