@@ -55,6 +55,7 @@ METRICS_SCHEMA = pa.schema(
 )
 UTC_NANOS = pa.timestamp("ns", tz="UTC")
 BATCH_ROWS = 20_000  # rows handed to dlt at once: big enough to be cheap, small enough to stay flat
+FIRST_READ_ROWS = 2_000  # events of a model's first read turned into Arrow at once
 NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}  # protobuf JSON's non-finite doubles
 
 
@@ -387,7 +388,9 @@ async def fetch_events(
 ) -> int | None:
     """Page a model's events newest first until past its cursor (microseconds since the epoch) minus the lookback;
     returns the new cursor."""
-    floor_us = cursor_us - lookback // timedelta(microseconds=1) if cursor_us is not None else None
+    if cursor_us is None:
+        return await fetch_all_events(api, model_id, out)
+    floor_us = cursor_us - lookback // timedelta(microseconds=1)
     order = NewestFirst(cursor_us)
     seen: set[tuple[int, str]] = set()
     newest = cursor_us
@@ -400,9 +403,46 @@ async def fetch_events(
             await put_unseen(out, table, keys, seen, floor_us)
             if micros:
                 newest = max(newest if newest is not None else micros[0], max(micros))
-            if trusted and floor_us is not None and micros and min(micros) < floor_us:
+            if trusted and micros and min(micros) < floor_us:
                 break
     return newest
+
+
+async def fetch_all_events(api: FinetuningClient, model_id: str, out: asyncio.Queue[pa.Table | None]) -> int | None:
+    """A model's first read: every page, in rows built a few pages at a time (pyarrow's cost per call is most of
+    what a page of 100 events costs); returns the newest event's time."""
+    seen: set[tuple[int, str]] = set()
+    newest: int | None = None
+    pending: list[tuple[str, list[dict[str, Any]]]] = []
+
+    async def put_pending() -> None:
+        nonlocal newest
+        table, micros, keys = pages_table(model_id, pending)
+        await put_unseen(out, table, keys, seen)
+        if micros:
+            newest = max(micros) if newest is None else max(newest, max(micros))
+        pending.clear()
+
+    async with aclosing(api.event_pages(model_id)) as pages:
+        async for number, events in pages:
+            pending.append((f"model {model_id}, page {number}", events))
+            if sum(len(events) for _, events in pending) >= FIRST_READ_ROWS:
+                await put_pending()
+    if pending:
+        await put_pending()
+    return newest
+
+
+def pages_table(
+    model_id: str, pages: list[tuple[str, list[dict[str, Any]]]]
+) -> tuple[pa.Table, list[int], list[tuple[int, str]]]:
+    """:func:`events_table` of several pages (where, events) at once; a malformed event is named by its page."""
+    try:
+        return events_table(model_id, [event for _, events in pages for event in events], pages[0][0])
+    except MalformedResponseError:
+        for where, events in pages:
+            events_table(model_id, events, where)  # raises, naming the page
+        raise
 
 
 async def fetch_metrics(

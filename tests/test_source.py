@@ -9,7 +9,7 @@ import pytest
 
 from pipelines import arrow
 from pipelines.client import MalformedResponseError
-from pipelines.source import EVENTS_SCHEMA, events_table
+from pipelines.source import EVENTS_SCHEMA, events_table, pages_table
 
 MIDNIGHT = datetime(2025, 3, 1, tzinfo=UTC)
 
@@ -57,6 +57,25 @@ def test_events_without_a_usable_time_or_status_are_malformed(event: dict[str, o
     with pytest.raises(MalformedResponseError, match=r"malformed event in model m-1, page 2: \{") as raised:
         events_table("m-1", [good, event], "model m-1, page 2")
     assert repr(event)[:40] in str(raised.value)  # names the bad event, not the first one
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"status": 3, "created_at": "2025-03-01T00:00:00Z"}, "malformed event in model m-1, page 3"),
+        ({"status": "STATUS_READY", "created_at": "yesterday at noon"}, "malformed created_at in model m-1, page 3"),
+    ],
+)
+def test_pages_built_together_still_name_the_page_of_a_bad_event(bad: dict[str, object], message: str) -> None:
+    """A model's first read builds its rows several pages at a time; a bad event is still named by its page."""
+    pages = [
+        (f"model m-1, page {number}", [{"status": "STATUS_READY", "created_at": f"2025-03-0{number}T00:00:00Z"}])
+        for number in (1, 2)
+    ]
+    table, times, keys = pages_table("m-1", pages)
+    assert table.num_rows == 2 and len(times) == len(keys) == 2
+    with pytest.raises(MalformedResponseError, match=message):
+        pages_table("m-1", [*pages, ("model m-1, page 3", [bad])])
 
 
 @pytest.mark.parametrize(
