@@ -29,7 +29,7 @@ from dlt.common.runtime.collector import LogCollector, NullCollector
 from pipelines import config
 from pipelines.changes import DEFAULT_RECHECK_HOURS
 from pipelines.client import CohereApiError
-from pipelines.memory import fewer_collections, fix_mmap_threshold, release_free_memory
+from pipelines.memory import fix_mmap_threshold, imports_out_of_gc, release_free_memory
 from pipelines.source import SOURCE_NAME, MixedOriginError, RunReport, cohere_finetuning
 
 # DuckDB's buffer pool for a run's load, beyond which it spills to a temporary folder beside the warehouse: without
@@ -263,7 +263,7 @@ def run_load(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
     SIGTERM and SIGINT raise :class:`Interrupted`; a full disk, a read-only folder or a permission :class:`HostError`.
     """
     options.validate()
-    with stop_on_signals(), config.settled(), fewer_collections(), uvloop_event_loops():
+    with stop_on_signals(), config.settled(), imports_out_of_gc(), uvloop_event_loops():
         try:
             return load_once(api_key, base_url, options)
         except Exception as error:
@@ -282,16 +282,21 @@ def uvloop_event_loops() -> Iterator[None]:
     except ImportError:  # Windows: asyncio's own loop
         yield
         return
-    with warnings.catch_warnings():  # the policy API is deprecated from Python 3.14, and dlt makes its own loop
-        warnings.simplefilter("ignore", DeprecationWarning)
-        previous = asyncio.get_event_loop_policy()
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    previous = set_event_loop_policy(uvloop.EventLoopPolicy())
     try:
         yield
     finally:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            asyncio.set_event_loop_policy(previous)
+        set_event_loop_policy(previous)
+
+
+def set_event_loop_policy(policy: asyncio.AbstractEventLoopPolicy) -> asyncio.AbstractEventLoopPolicy:
+    """Set asyncio's event loop policy; returns the one it replaces. The policy API is deprecated from Python 3.14,
+    but dlt makes its own loop, and the policy is the only say in which kind."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        previous = asyncio.get_event_loop_policy()
+        asyncio.set_event_loop_policy(policy)
+    return previous
 
 
 def load_once(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:

@@ -398,11 +398,11 @@ async def fetch_events(
         async for number, events in pages:
             table, micros, keys = events_table(model_id, events, f"model {model_id}, page {number}")
             trusted = order.check(micros)
-            if not trusted and cursor_us is not None:
+            if not trusted:
                 report.out_of_order(model_id, "the events")
             await put_unseen(out, table, keys, seen, floor_us)
             if micros:
-                newest = max(newest if newest is not None else micros[0], max(micros))
+                newest = max(newest, max(micros))
             if trusted and micros and min(micros) < floor_us:
                 break
     return newest
@@ -414,19 +414,22 @@ async def fetch_all_events(api: FinetuningClient, model_id: str, out: asyncio.Qu
     seen: set[tuple[int, str]] = set()
     newest: int | None = None
     pending: list[tuple[str, list[dict[str, Any]]]] = []
+    rows = 0
 
     async def put_pending() -> None:
-        nonlocal newest
+        nonlocal newest, rows
         table, micros, keys = pages_table(model_id, pending)
         await put_unseen(out, table, keys, seen)
         if micros:
             newest = max(micros) if newest is None else max(newest, max(micros))
         pending.clear()
+        rows = 0
 
     async with aclosing(api.event_pages(model_id)) as pages:
         async for number, events in pages:
             pending.append((f"model {model_id}, page {number}", events))
-            if sum(len(events) for _, events in pending) >= FIRST_READ_ROWS:
+            rows += len(events)
+            if rows >= FIRST_READ_ROWS:
                 await put_pending()
     if pending:
         await put_pending()
@@ -485,14 +488,12 @@ async def put_unseen(
         seen |= fresh  # the usual page, checked with set operations rather than row by row
         await out.put(table)
         return
-    keep = []
+    keep = []  # some rows repeat or fall below the floor: the rest, row by row
     for index, key in enumerate(keys):
         if (floor is None or key[0] >= floor) and key not in seen:
             seen.add(key)
             keep.append(index)
-    if len(keep) == len(keys):
-        await out.put(table)
-    elif keep:
+    if keep:
         await out.put(table.take(arrow.int64s(keep)))
 
 

@@ -33,6 +33,6 @@ def test_without_the_c_librarys_functions_it_does_nothing(monkeypatch: pytest.Mo
 
 def test_a_run_keeps_the_collector_off_what_was_imported_then_puts_it_back() -> None:
     before = gc.get_freeze_count()
-    with memory.fewer_collections():
+    with memory.imports_out_of_gc():
         assert gc.get_freeze_count() > before  # out of the collector's passes while the run lasts
     assert gc.get_freeze_count() == before

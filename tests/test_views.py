@@ -88,27 +88,26 @@ def hand_made(models: list[dict[str, Any]], events: pa.Table, metrics: pa.Table 
         if models:
             yield models
 
-    @dlt.resource(
-        name="events",
-        write_disposition={"disposition": "merge", "strategy": "insert-only"},
-        primary_key=EVENTS_KEY,
-        columns=EVENT_COLUMNS,
-    )
-    def events_resource() -> Any:
-        if events.num_rows:
-            yield events
+    events_resource = insert_only("events", EVENTS_KEY, EVENT_COLUMNS, events)
+    if metrics is None:
+        return finetuned_models, events_resource
+    return finetuned_models, events_resource, insert_only("training_step_metrics", METRICS_KEY, METRIC_COLUMNS, metrics)
+
+
+def insert_only(name: str, key: tuple[str, ...], columns: Any, rows: pa.Table) -> Any:
+    """A child table as the real source declares it: merged insert-only on its key."""
 
     @dlt.resource(
-        name="training_step_metrics",
+        name=name,
         write_disposition={"disposition": "merge", "strategy": "insert-only"},
-        primary_key=METRICS_KEY,
-        columns=METRIC_COLUMNS,
+        primary_key=key,
+        columns=columns,
     )
-    def metrics_resource() -> Any:
-        if metrics is not None and metrics.num_rows:
-            yield metrics
+    def resource() -> Any:
+        if rows.num_rows:
+            yield rows
 
-    return finetuned_models, events_resource, *([metrics_resource] if metrics is not None else [])
+    return resource
 
 
 def make_pipeline(root: Path, destination: Any = None, dataset: str = "cohere_finetuning") -> dlt.Pipeline:
