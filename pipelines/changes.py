@@ -10,7 +10,11 @@ while the model record stays the same.
 
 What the runs saw is kept in dlt state, which commits with the load, so a run that fails marks nothing. At fleet scale
 dlt state is the largest thing a run holds (dlt decodes it into several copies), so each model has one short string in
-one map: ``sources.cohere_finetuning.models[id] = "<event cursor µs>|<events seen>|<highest step>|<metrics seen>"``.
+one map: ``sources.cohere_finetuning.models[id] = "<event cursor µs>|<events seen>|<highest step>|<metrics seen>|<its
+time µs>"``, the highest step's time absent in state written before it was kept.
+
+Marks from the future count as due: a run on a host whose clock ran ahead must not switch re-checks off until the
+clock catches up.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 DEFAULT_RECHECK_HOURS = 24.0
-UNTRAINED = {"STATUS_QUEUED", "STATUS_UNSPECIFIED", ""}  # a model in these has no training metrics yet
+QUEUED = "STATUS_QUEUED"  # a queued model that never had metrics has none yet
 TRAINING = "STATUS_FINETUNING"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -43,6 +47,18 @@ class ModelRef:
         return cls(str(model["id"]), str(model.get("status") or ""), str(updated) if updated else None)
 
     @property
+    def updated_us(self) -> int | None:
+        """``updated_at`` in microseconds since the epoch; None when absent or unreadable."""
+        if self.updated_at is None:
+            return None
+        try:
+            moment = datetime.fromisoformat(self.updated_at.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            return None  # e.g. nine fractional digits: the run's own clock stands in
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+        return (moment - EPOCH) // _MICROSECOND
+
+    @property
     def fingerprint(self) -> str:
         """The model record's version: status and ``updated_at``, hashed to keep dlt state small."""
         if self.updated_at is None:
@@ -58,18 +74,27 @@ class Seen:
     events: str = ""  # the fingerprint of the model when its events were last read
     step: int | None = None  # highest training step loaded; -1 when read and there were none
     metrics: str = ""  # the fingerprint of the model when its metrics were last read
+    step_at: int | None = None  # when the highest step ran, microseconds since the epoch
 
     @classmethod
     def unpack(cls, text: str | None) -> Seen:
         if not text:
             return cls()
-        cursor, events, step, metrics = text.split("|")
-        return cls(int(cursor) if cursor else None, events, int(step) if step else None, metrics)
+        cursor, events, step, metrics, *rest = text.split("|")
+        step_at = rest[0] if rest else ""
+        return cls(
+            int(cursor) if cursor else None,
+            events,
+            int(step) if step else None,
+            metrics,
+            int(step_at) if step_at else None,
+        )
 
     def pack(self) -> str:
         cursor = "" if self.cursor is None else str(self.cursor)
         step = "" if self.step is None else str(self.step)
-        return f"{cursor}|{self.events}|{step}|{self.metrics}"
+        text = f"{cursor}|{self.events}|{step}|{self.metrics}"
+        return text if self.step_at is None else f"{text}|{self.step_at}"
 
 
 class SeenModels:
@@ -118,26 +143,30 @@ class Rechecks:
     full: bool = False
 
     def due(self, model_id: str) -> bool:
-        """Whether the model's re-check falls between the last run that listed every model and now."""
-        if self.full or self.last_full_listing is None:
+        """Whether the model's re-check falls between the last run that listed every model and now; always with no
+        period, and when that run's mark is from the future (a host clock that ran ahead)."""
+        last = self.last_full_listing
+        if self.full or self.period_seconds <= 0 or not isinstance(last, int | float) or last > self.now:
             return True
-        return self.slot(model_id, self.now) > self.slot(model_id, self.last_full_listing)
+        return self.slot(model_id, self.now) > self.slot(model_id, last)
 
     def slot(self, model_id: str, moment: float) -> int:
         """Which of the model's re-check periods ``moment`` falls in; each model's periods start at its own phase."""
-        if self.period_seconds <= 0:
-            return math.floor(moment * 1000)  # no period: every run re-checks every model
         phase = int.from_bytes(hashlib.blake2b(model_id.encode(), digest_size=4).digest()) / 2**32
         return math.floor((moment - phase * self.period_seconds) / self.period_seconds)
 
 
-def what_to_read(model: ModelRef, seen: Seen, rechecks: Rechecks, always: bool) -> ModelRef:
-    """The model with what this run reads of it: events when it changed or is due; metrics likewise, and always
-    while it trains, never before it trained."""
+def what_to_read(
+    model: ModelRef, seen: Seen, rechecks: Rechecks, metric_rechecks: Rechecks | None = None, always: bool = False
+) -> ModelRef:
+    """The model with what this run reads of it: events when it changed or is due; metrics likewise (on their own
+    schedule, which runs without metrics do not advance), and always while it trains. A queued model that never
+    had metrics has none to read; any other status may (an unspecified one included)."""
     fingerprint = model.fingerprint
-    due = always or rechecks.due(model.id)
-    events = due or not fingerprint or seen.events != fingerprint
-    metrics = model.status not in UNTRAINED and (
-        model.status == TRAINING or due or not fingerprint or seen.metrics != fingerprint
+    events = always or rechecks.due(model.id) or not fingerprint or seen.events != fingerprint
+    metrics_due = always or (metric_rechecks or rechecks).due(model.id)
+    untrained = model.status == QUEUED and (seen.step is None or seen.step < 0)
+    metrics = not untrained and (
+        model.status == TRAINING or metrics_due or not fingerprint or seen.metrics != fingerprint
     )
     return replace(model, events=events, metrics=metrics)

@@ -52,6 +52,10 @@ class Event:
     user_id: str | None
     digits: int  # fractional digits shown in created_at: 0, 3, 6 or 9
     nanos: int = 0  # sub-microsecond digits shown when digits == 9
+    written_at: datetime | None = None  # stamped by a skewed clock: shown from this moment, whatever created_at says
+
+    def visible(self, now: datetime) -> bool:
+        return self.created_at <= now if self.written_at is None else self.written_at <= now
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"created_at": format_timestamp(self)}
@@ -67,6 +71,7 @@ class Model:
     body: dict[str, Any]
     events: list[Event] = field(default_factory=list)
     written_at: datetime | None = None  # when an event was last written late: the record's updated_at moves then
+    retrained_at: datetime | None = None  # deleted and created again under the same id: its metrics start again
 
     @property
     def id(self) -> str:
@@ -202,12 +207,16 @@ def make_model(rng: random.Random, index: int, created: datetime, long_history: 
 def model_body_at(model: Model, now: datetime) -> dict[str, Any]:
     """The model as the API shows it at ``now``: status and timestamps from its latest visible event."""
     body = dict(model.body)
-    visible = [e for e in model.events if e.created_at <= now]
+    visible = [e for e in model.events if e.visible(now)]
     if not visible:
         return body
     body["status"] = visible[-1].status
     body["updated_at"] = format_timestamp(visible[-1])
-    if model.written_at and visible[-1].created_at < model.written_at <= now:
+    skewed = [e.written_at for e in visible if e.written_at is not None]
+    if skewed:  # the record moves when an event is written, not at the time a skewed clock stamped on it
+        late = [model.written_at] if model.written_at and model.written_at <= now else []
+        body["updated_at"] = format_timestamp(Event("", max(skewed + late), None, 6))
+    elif model.written_at and visible[-1].created_at < model.written_at <= now:
         body["updated_at"] = format_timestamp(Event("", model.written_at, None, 6))
     ready = [e for e in visible if e.status == "STATUS_READY"]
     if ready:
@@ -294,7 +303,7 @@ class World:
         return world
 
     def visible_events(self, model: Model) -> list[Event]:
-        return [e for e in model.events if e.created_at <= self.now]
+        return [e for e in model.events if e.visible(self.now)]
 
     def model_list(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -331,20 +340,31 @@ class World:
         user_id: str | None = None,
         digits: int = 6,
         nanos: int = 0,
+        skewed: bool = False,
     ) -> Event:
         """Add an event, in order or late (older than the newest one); ``nanos`` (0-999) are the sub-microsecond
-        digits that a timestamp with ``digits=9`` shows."""
+        digits that a timestamp with ``digits=9`` shows. A ``skewed`` event is written now, whatever its time (a
+        server clock running ahead)."""
         if not 0 <= nanos < 1000 or (nanos and digits != 9):
             raise ValueError("nanos must be 0-999, and only with digits=9")
         with self.lock:
             model = self.models[model_id]
-            event = Event(status, truncate(created_at, digits), user_id, digits, nanos)
+            event = Event(status, truncate(created_at, digits), user_id, digits, nanos, self.now if skewed else None)
             if model.events and event.created_at < model.events[-1].created_at:
                 model.written_at = max(self.now, model.written_at or self.now)  # a late event: the record moves
             model.events.append(event)
             # stable: ties keep the order they were added in
             model.events.sort(key=lambda e: (e.created_at, e.nanos if e.digits == 9 else 0))
             return event
+
+    def retrain(self, model_id: str, at: datetime) -> None:
+        """The model is deleted and created again under the same id at ``at``: queued, then training from step 0."""
+        with self.lock:
+            model = self.models[model_id]
+            model.events = [e for e in model.events if e.created_at < at]
+            model.retrained_at = at
+            self.add_event(model_id, "STATUS_QUEUED", at, user_id="user-1")
+            self.add_event(model_id, "STATUS_FINETUNING", at + timedelta(minutes=2))
 
     def advance(self, seconds: float) -> int:
         """Move the clock on; returns how many events became visible."""
@@ -734,14 +754,15 @@ def json_double(value: float) -> float | str:
     return value
 
 
-def training_span(events: list[Event]) -> tuple[datetime, datetime] | None:
-    """The first training run: from the first FINETUNING event to the first later event of another status.
+def training_span(events: list[Event], since: datetime | None = None) -> tuple[datetime, datetime] | None:
+    """The first training run (since ``since``): from the first FINETUNING event to the first later event of another
+    status.
 
     ``events`` is the model's whole story, future included: training that is still running at the world's clock
     already knows where it will end, and only steps up to the clock are shown.
     """
     for index, event in enumerate(events):
-        if event.status == "STATUS_FINETUNING":
+        if event.status == "STATUS_FINETUNING" and (since is None or event.created_at >= since):
             end = next((e.created_at for e in events[index:] if e.status != "STATUS_FINETUNING"), None)
             return event.created_at, end or event.created_at + UNFINISHED_TRAINING
     return None
@@ -800,7 +821,7 @@ def encode_event(event: Event) -> dict[str, Any]:
 
 def step_metrics(model: Model, now: datetime) -> list[StepMetrics]:
     """The model's logged training steps visible at ``now``, ascending by step; none if it never trained."""
-    span = training_span(model.events)
+    span = training_span(model.events, model.retrained_at)
     if span is None:
         return []
     base_type = str(model.body.get("settings", {}).get("base_model", {}).get("base_type", ""))

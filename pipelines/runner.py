@@ -31,6 +31,7 @@ from pipelines.changes import DEFAULT_RECHECK_HOURS
 from pipelines.client import CohereApiError
 from pipelines.memory import fix_mmap_threshold, imports_out_of_gc, release_free_memory
 from pipelines.source import SOURCE_NAME, MixedOriginError, RunReport, cohere_finetuning
+from pipelines.warehouse_state import trust_the_warehouse, warehouse_state_hash
 
 # DuckDB's buffer pool for a run's load, beyond which it spills to a temporary folder beside the warehouse: without
 # a cap it keeps every block the load writes in memory, and a run's peak grows with the events it loads. Part of what
@@ -127,15 +128,30 @@ class LoadSummary:
     finished_pending: bool = False
     skipped: list[str] = field(default_factory=list)
     views: list[str] = field(default_factory=list)
+    restarted: int = 0
+    future_dated: int = 0
+    first_future_dated: str = ""
+    notes: list[str] = field(default_factory=list)
 
     def warnings(self) -> list[str]:
         """What went wrong without failing the run, a line each, for stderr."""
-        if not self.paged_in_full:
-            return []
-        return [
-            f"warning: the API did not list {self.first_out_of_order} newest first (it may ignore order_by); "
-            f"{self.paged_in_full} models were paged to the end, so nothing was lost, at the cost of more requests"
-        ]
+        found = [f"note: {note}" for note in self.notes]
+        if self.paged_in_full:
+            found.append(
+                f"warning: the API did not list {self.first_out_of_order} newest first (it may ignore order_by); "
+                f"{self.paged_in_full} models were paged to the end, so nothing was lost, at the cost of more requests"
+            )
+        if self.future_dated:
+            found.append(
+                f"warning: {self.first_future_dated}; {self.future_dated} models have such events: their cursors "
+                "stay at the API's clock, so later events still load"
+            )
+        if self.restarted:
+            found.append(
+                f"note: {self.restarted} models started training again from an earlier step (retrained under the "
+                "same id): their training-step metrics were replaced with the new run's"
+            )
+        return found
 
     def line(self) -> str:
         text = (
@@ -307,11 +323,14 @@ def load_once(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
     fix_mmap_threshold()  # before extraction allocates: see memory.py
     with warehouse_lock(config.pipelines_dir(options.destination)), flat_loads():
         pipeline = make_pipeline(options.destination, options.progress)
+        with warehouse_kept_open(options.destination):
+            notes = trust_the_warehouse(pipeline)
+            events_before = count_rows(pipeline, "events")  # before a pending package loads: its rows are new too
+            metrics_before = count_rows(pipeline, "training_step_metrics")
         finished_pending = finish_pending(pipeline, options.destination)
         with warehouse_kept_open(options.destination):
             expect_simulated = warehouse_simulated(pipeline)
-            events_before = count_rows(pipeline, "events")
-            metrics_before = count_rows(pipeline, "training_step_metrics")
+            based_on = warehouse_state_hash(pipeline)
         report = RunReport()
         source = cohere_finetuning(
             api_key=api_key,
@@ -327,6 +346,7 @@ def load_once(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
             metrics=options.metrics,
             report=report,
             expect_simulated=expect_simulated,
+            based_on=based_on,
         )
         try:
             # extract, normalize and load: what pipeline.run does after syncing, which warehouse_simulated just did
@@ -334,7 +354,7 @@ def load_once(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
             release_free_memory()  # what extraction freed, before DuckDB (its own allocator) loads: see memory.py
             pipeline.normalize()
             release_free_memory()
-            load_capped(pipeline, options.destination)
+            load_capped(pipeline, options.destination, report.restarted)
             with warehouse_kept_open(options.destination):
                 new_events = count_rows(pipeline, "events") - events_before
                 new_metric_rows = count_rows(pipeline, "training_step_metrics") - metrics_before
@@ -359,6 +379,10 @@ def load_once(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
         finished_pending=finished_pending,
         skipped=report.skipped,
         views=views,
+        restarted=len(report.restarted),
+        future_dated=report.future_dated,
+        first_future_dated=report.first_future_dated,
+        notes=notes,
     )
 
 
@@ -372,15 +396,31 @@ def finish_pending(pipeline: dlt.Pipeline, destination: str) -> bool:
     """Load what an interrupted run left behind, so this run can extract new data afterwards."""
     if not pipeline.has_pending_data:
         return False
+    source_state: Any = pipeline.state.get("sources", {}).get(SOURCE_NAME, {})
     pipeline.normalize()
-    load_capped(pipeline, destination)
+    load_capped(pipeline, destination, list(source_state.get("restarted") or ()))
     return True
 
 
-def load_capped(pipeline: dlt.Pipeline, destination: str) -> None:
-    """dlt's load step under the memory cap: the cap is for loading only, never for reading state or views."""
+def load_capped(pipeline: dlt.Pipeline, destination: str, restarted: Sequence[str] = ()) -> None:
+    """dlt's load step under the memory cap: the cap is for loading only, never for reading state or views.
+
+    The training-step metrics of ``restarted`` models are deleted first, so that the package's rows (the model's
+    whole new curve) replace them: an insert-only merge would keep the old value at every step both runs reached.
+    """
+    replace_restarted(pipeline, restarted)
     with duckdb_memory_cap(destination):
         pipeline.load()
+
+
+def replace_restarted(pipeline: dlt.Pipeline, restarted: Sequence[str]) -> None:
+    """Delete the stored training-step metrics of models whose training started again (see fetch_metrics)."""
+    if not restarted or count_rows(pipeline, "training_step_metrics") == 0:
+        return
+    with pipeline.sql_client() as client:
+        table = client.make_qualified_table_name("training_step_metrics")
+        marks = ", ".join(["%s"] * len(restarted))
+        client.execute_sql(f"delete from {table} where finetuned_model_id in ({marks})", *restarted)
 
 
 @contextmanager
@@ -419,7 +459,8 @@ def prune_state_history(pipeline: dlt.Pipeline, keep: int = STATE_VERSIONS_KEPT)
             table = client.make_qualified_table_name("_dlt_pipeline_state")
             client.execute_sql(
                 f"delete from {table} where pipeline_name = %s and _dlt_load_id not in "
-                f"(select _dlt_load_id from {table} where pipeline_name = %s order by _dlt_load_id desc limit {keep})",
+                f"(select _dlt_load_id from {table} where pipeline_name = %s order by version desc, _dlt_load_id desc "
+                f"limit {keep})",
                 pipeline.pipeline_name,
                 pipeline.pipeline_name,
             )

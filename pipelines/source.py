@@ -35,6 +35,7 @@ from pipelines.client import (
 )
 
 SOURCE_NAME = "cohere_finetuning"
+BASED_ON = "based_on"  # source state: the warehouse state's hash an extraction started from (warehouse_state.py)
 EVENTS_KEY = ("finetuned_model_id", "created_at", "status")
 EVENTS_SCHEMA = pa.schema(
     [
@@ -126,12 +127,24 @@ class RunReport:
     skipped: list[str] = field(default_factory=list)
     paged_in_full: set[str] = field(default_factory=set)  # models whose listing was not newest first
     first_out_of_order: str = ""
+    restarted: list[str] = field(default_factory=list)  # models whose training steps started again
+    future_dated: int = 0  # models with an event after the API's clock
+    first_future_dated: str = ""
 
     def out_of_order(self, model_id: str, what: str) -> None:
         """Note a listing that was not newest first; the run warns once, naming the first such listing."""
         if not self.paged_in_full:
             self.first_out_of_order = f"{what} of model {model_id}"
         self.paged_in_full.add(model_id)
+
+    def future(self, model_id: str, event_us: int, clock_us: int) -> None:
+        """Note an event dated after what the API's clock vouches for; the run warns once, naming the first."""
+        if not self.future_dated:
+            self.first_future_dated = (
+                f"model {model_id} has an event dated {iso_micros(event_us)}, after the API's clock "
+                f"({iso_micros(clock_us)})"
+            )
+        self.future_dated += 1
 
 
 @dlt.source(name=SOURCE_NAME, section=SOURCE_NAME, max_table_nesting=2)
@@ -149,13 +162,15 @@ def cohere_finetuning(
     metrics: bool = True,
     report: RunReport | None = None,
     expect_simulated: bool | None = None,
+    based_on: str | None = None,
 ) -> list[DltResource]:
     """Fine-tuned models, their status events and training-step metrics from Cohere's fine-tuning API.
 
     ``model_ids`` limits the run to those models (always read); ``lookback_seconds`` re-reads that far behind each
     model's event cursor for late events. Unchanged models are skipped until their re-check, due once every
     ``recheck_hours``, or now with ``full``. ``metrics=False`` leaves training-step metrics out.
-    ``expect_simulated`` refuses data from the other kind of API (simulated or real).
+    ``expect_simulated`` refuses data from the other kind of API (simulated or real). ``based_on`` is the hash of
+    the warehouse state this extraction continues (default: the local state's), kept in the package's state.
     """
     settings = ClientSettings(
         base_url=base_url,
@@ -167,7 +182,10 @@ def cohere_finetuning(
     )
     report = report or RunReport()
     lookback = timedelta(seconds=lookback_seconds)
-    rechecks = Rechecks(period_seconds=recheck_hours * 3600, now=time.time(), full=full)
+    started = time.time()
+    rechecks = Rechecks(period_seconds=recheck_hours * 3600, now=started, full=full)
+    metric_rechecks = Rechecks(period_seconds=recheck_hours * 3600, now=started, full=full)
+    started_us = int(started * 1_000_000)
     limits: list[SharedLimits] = []  # made on first use, inside dlt's event loop
     seen: list[SeenModels] = []  # dlt state exists only while a resource runs: filled by the model list
     feeds = {"events": ModelFeed(), **({"training_step_metrics": ModelFeed()} if metrics else {})}
@@ -178,13 +196,17 @@ def cohere_finetuning(
         return FinetuningClient(settings, report.requests, limits[0])
 
     def plan(model: dict[str, Any]) -> ModelRef:
-        return what_to_read(ModelRef.of(model), seen[0].get(str(model["id"])), rechecks, always=bool(model_ids))
+        ref = ModelRef.of(model)
+        return what_to_read(ref, seen[0].get(ref.id), rechecks, metric_rechecks, always=bool(model_ids))
 
     @dlt.resource(name="finetuned_models", write_disposition="merge", primary_key="id", columns=MODEL_COLUMNS)
     async def finetuned_models() -> AsyncIterator[list[dict[str, Any]]]:
         state = dlt.current.source_state()
         seen.append(SeenModels(state, dlt.current.resource_state("events")))  # by name: async code has no current
+        state[BASED_ON] = dlt.current.pipeline().state.get("_version_hash", "") if based_on is None else based_on
+        state["restarted"] = report.restarted  # replaced before the package loads: see runner.replace_restarted
         rechecks.last_full_listing = state.get("rechecked_at")
+        metric_rechecks.last_full_listing = state.get("metrics_rechecked_at", rechecks.last_full_listing)
         try:
             async with client() as api:
                 async for page in model_pages(api, model_ids, report):
@@ -198,6 +220,8 @@ def cohere_finetuning(
                     yield page
             if not model_ids:  # every model was listed, and each one due was read
                 state["rechecked_at"] = rechecks.now
+                if metrics:
+                    state["metrics_rechecked_at"] = metric_rechecks.now
         finally:
             for feed in feeds.values():
                 feed.close()
@@ -210,7 +234,14 @@ def cohere_finetuning(
     )
     async def events() -> AsyncIterator[pa.Table]:
         async def fetch(api: FinetuningClient, model: ModelRef, out: asyncio.Queue[pa.Table | None]) -> None:
-            newest = await fetch_events(api, model.id, seen[0].get(model.id).cursor, lookback, out, report)
+            clock = max(model.updated_us or 0, started_us)  # no cursor runs ahead of what the API's clock vouches for
+            cursor = seen[0].get(model.id).cursor
+            newest = await fetch_events(
+                api, model.id, None if cursor is None else min(cursor, clock), lookback, out, report
+            )
+            if newest is not None and newest > clock:
+                report.future(model.id, newest, clock)
+                newest = clock
             seen[0].update(model.id, cursor=newest, events=model.fingerprint)
 
         async with client() as api:
@@ -227,9 +258,11 @@ def cohere_finetuning(
     )
     async def training_step_metrics() -> AsyncIterator[pa.Table]:
         async def fetch(api: FinetuningClient, model: ModelRef, out: asyncio.Queue[pa.Table | None]) -> None:
-            loaded = seen[0].get(model.id).step
-            highest = await fetch_metrics(api, model.id, None if loaded == -1 else loaded, out, report)
-            seen[0].update(model.id, step=-1 if highest is None else highest, metrics=model.fingerprint)
+            loaded = seen[0].get(model.id)
+            stored = None if loaded.step in (None, -1) else Step(loaded.step, loaded.step_at)  # type: ignore[arg-type]
+            highest = await fetch_metrics(api, model.id, stored, out, report)
+            step, step_at = (-1, None) if highest is None else (highest.number, highest.created_us)
+            seen[0].update(model.id, step=step, step_at=step_at, metrics=model.fingerprint)
 
         async with client() as api:
             feed, what = feeds["training_step_metrics"], "training-step metrics of model"
@@ -448,30 +481,61 @@ def pages_table(
         raise
 
 
+@dataclass(frozen=True, slots=True)
+class Step:
+    """A model's highest loaded training step and when the API says it ran (None before this was kept)."""
+
+    number: int
+    created_us: int | None = None
+
+
 async def fetch_metrics(
     api: FinetuningClient,
     model_id: str,
-    highest: int | None,
+    stored: Step | None,
     out: asyncio.Queue[pa.Table | None],
     report: RunReport,
-) -> int | None:
+) -> Step | None:
     """Page a model's training-step metrics newest step first until past its highest loaded step; returns the new
-    highest step. The endpoint takes no ``order_by``: the order served is checked before paging stops early."""
-    order = NewestFirst(highest)
+    highest step. The endpoint takes no ``order_by``: the order served is checked before paging stops early.
+
+    A retrained model (deleted and created again with the same id) starts again at step 0: when the served steps
+    show that, the whole listing is read and the model is noted in ``report.restarted``, whose stored metrics the
+    load replaces with these.
+    """
+    order = NewestFirst(None if stored is None else stored.number)
     seen: set[tuple[int, str]] = set()
+    highest = stored
+    restarted = False
     async with aclosing(api.metric_pages(model_id)) as pages:
         async for number, items in pages:
             where = f"model {model_id}, training-step metrics page {number}"
-            table, steps, keys = metrics_table(model_id, items, where)
+            table, steps, keys, times = metrics_table(model_id, items, where)
+            if stored is not None and not restarted and restarts(stored, steps, times):
+                restarted, highest, order.holds = True, None, False  # read it all, and keep the new curve's top
+                report.restarted.append(model_id)
             trusted = order.check(steps)
-            if not trusted and highest is not None:
+            if not trusted and stored is not None and not restarted:
                 report.out_of_order(model_id, "the training-step metrics")
             await put_unseen(out, table, keys, seen)
-            if steps:
-                highest = max(highest if highest is not None else steps[0], max(steps))
+            for step, created in zip(steps, times, strict=True):
+                if highest is None or step > highest.number or (step == highest.number and highest.created_us is None):
+                    highest = Step(step, created)
             if trusted and order.cursor is not None and steps and min(steps) <= order.cursor:
                 break
     return highest
+
+
+def restarts(stored: Step, steps: list[int], times: list[int]) -> bool:
+    """Whether served steps show training that started again: the stored highest step with another time, or a step
+    at or below it that ran after it."""
+    if stored.created_us is None:
+        return False
+    return any(
+        step <= stored.number
+        and (created > stored.created_us or (step == stored.number and created != stored.created_us))
+        for step, created in zip(steps, times, strict=True)
+    )
 
 
 async def put_unseen(
@@ -521,9 +585,9 @@ def events_table(
 
 def metrics_table(
     model_id: str, items: list[dict[str, Any]], where: str
-) -> tuple[pa.Table, list[int], list[tuple[int, str]]]:
+) -> tuple[pa.Table, list[int], list[tuple[int, str]], list[int]]:
     """One page of training steps as a typed Arrow table in long form (a row per step and metric), each step's
-    number in the order served, and each row's key: (step, metric)."""
+    number in the order served, each row's key: (step, metric), and each step's time (microseconds)."""
     steps: list[int] = []
     stamps: list[str] = []
     names: list[str] = []
@@ -554,7 +618,7 @@ def metrics_table(
         ],
         schema=METRICS_SCHEMA,
     )
-    return table, steps, list(zip(step_of_row, names, strict=True))
+    return table, steps, list(zip(step_of_row, names, strict=True)), created
 
 
 def metric_value(value: Any, name: str, where: str) -> float:
@@ -599,3 +663,8 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def to_micros(moment: datetime) -> int:
     return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+def iso_micros(micros: int) -> str:
+    """Microseconds since the epoch as RFC 3339 UTC."""
+    return (EPOCH + timedelta(microseconds=micros)).isoformat().replace("+00:00", "Z")

@@ -113,7 +113,7 @@ def test_what_a_run_reads_of_a_model() -> None:
     unknown = what_to_read(ModelRef("m", "STATUS_READY", None), seen, rechecks, always=False)
     assert (unknown.events, unknown.metrics) == (True, True)
     assert what_to_read(model, Seen(), rechecks, always=False).events  # new
-    assert what_to_read(model, seen, Rechecks(DAY, now=now, last_full_listing=now - 1, full=True), False).events
+    assert what_to_read(model, seen, Rechecks(DAY, now=now, last_full_listing=now - 1, full=True)).events
     assert what_to_read(model, seen, rechecks, always=True).metrics  # --model-id
     training = ModelRef("m", "STATUS_FINETUNING", model.updated_at)
     seen_training = Seen(cursor=1, events=training.fingerprint, step=40, metrics=training.fingerprint)
