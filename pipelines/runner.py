@@ -43,6 +43,7 @@ DUCKDB_LOAD_THREADS = 2
 DUCKDB_MEMORY_PER_THREAD_MB = 4
 DUCKDB_GLOBAL_CONFIG = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
 DUCKDB_ROWS_PER_INSERT = 100
+DUCKDB_RETRY_MIN_MB = 256  # the least a load gets once more after it ran out of the cap
 
 
 STATE_VERSIONS_KEPT = 3
@@ -51,6 +52,13 @@ log = logging.getLogger(__name__)
 
 class LockedError(Exception):
     """Another run holds the warehouse: exit status 4."""
+
+
+class IncompleteLoadError(Exception):
+    """dlt's load step returned with jobs of the package still to load: exit status 1."""
+
+
+INCOMPLETE = "the load did not complete (dlt left jobs of the package unloaded); the next run tries it again"
 
 
 class HostError(Exception):
@@ -204,21 +212,44 @@ def make_pipeline(destination: str = "duckdb", progress: bool = False) -> dlt.Pi
     )
 
 
-def duckdb_load_config(configured: dict[str, Any]) -> dict[str, Any]:
-    """DuckDB's global settings for a run's load: the user's, with a memory cap sized for the threads unless they set
-    ``memory_limit`` themselves."""
+def duckdb_load_config(configured: dict[str, Any], memory_mb: int | None = None) -> dict[str, Any]:
+    """DuckDB's global settings for a run's load: the user's, with a memory cap sized for the threads (or
+    ``memory_mb``) unless they set ``memory_limit`` themselves."""
     try:
         threads = int(configured.get("threads", DUCKDB_LOAD_THREADS))
     except (TypeError, ValueError):
         return configured  # DuckDB says what is wrong with it
     if "memory_limit" in configured:
         return configured
-    memory_mb = max(DUCKDB_MEMORY_LIMIT_MB, threads * DUCKDB_MEMORY_PER_THREAD_MB)
+    memory_mb = memory_mb or max(DUCKDB_MEMORY_LIMIT_MB, threads * DUCKDB_MEMORY_PER_THREAD_MB)
     return {**configured, "threads": threads, "memory_limit": f"{memory_mb}MB"}
 
 
+def user_memory_limit() -> bool:
+    """Whether the user set DuckDB's ``memory_limit`` themselves (then it is theirs to raise)."""
+    configured = dlt.config.get("destination.duckdb.credentials.global_config", dict) or {}
+    return "memory_limit" in configured
+
+
+def roomier_cap_mb() -> int:
+    """A cap for loading again after DuckDB ran out of memory: half of what the machine has available now, at least
+    DUCKDB_RETRY_MIN_MB."""
+    available_kb = 0
+    with suppress(OSError, ValueError, IndexError, StopIteration), open("/proc/meminfo", encoding="ascii") as meminfo:
+        available_kb = next(int(line.split()[1]) for line in meminfo if line.startswith("MemAvailable:"))
+    if not available_kb:
+        with suppress(OSError, ValueError, AttributeError):
+            available_kb = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 1024
+    return max(DUCKDB_RETRY_MIN_MB, available_kb // 2048)
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether DuckDB ran out of the memory it was allowed (its error is text, wrapped by dlt)."""
+    return any("Out of Memory Error" in str(cause) for cause in error_chain(error))
+
+
 @contextmanager
-def duckdb_memory_cap(destination: str) -> Iterator[None]:
+def duckdb_memory_cap(destination: str, memory_mb: int | None = None) -> Iterator[None]:
     """Cap DuckDB's memory and threads while a run loads, merged into the global settings the user configured.
 
     Only for the run: a load spills to disk beyond the cap, but queries such as the views' window functions may
@@ -228,7 +259,7 @@ def duckdb_memory_cap(destination: str) -> Iterator[None]:
         yield
         return
     configured = dlt.config.get("destination.duckdb.credentials.global_config", dict) or {}
-    with environment({DUCKDB_GLOBAL_CONFIG: orjson.dumps(duckdb_load_config(dict(configured))).decode()}):
+    with environment({DUCKDB_GLOBAL_CONFIG: orjson.dumps(duckdb_load_config(dict(configured), memory_mb)).decode()}):
         yield
 
 
@@ -327,7 +358,7 @@ def load_once(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
             notes = trust_the_warehouse(pipeline)
             events_before = count_rows(pipeline, "events")  # before a pending package loads: its rows are new too
             metrics_before = count_rows(pipeline, "training_step_metrics")
-        finished_pending = finish_pending(pipeline, options.destination)
+        finished_pending = finish_pending(pipeline, options.destination, notes)
         with warehouse_kept_open(options.destination):
             expect_simulated = warehouse_simulated(pipeline)
             based_on = warehouse_state_hash(pipeline)
@@ -354,7 +385,7 @@ def load_once(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
             release_free_memory()  # what extraction freed, before DuckDB (its own allocator) loads: see memory.py
             pipeline.normalize()
             release_free_memory()
-            load_capped(pipeline, options.destination, report.restarted)
+            load_capped(pipeline, options.destination, notes, report.restarted)
             with warehouse_kept_open(options.destination):
                 new_events = count_rows(pipeline, "events") - events_before
                 new_metric_rows = count_rows(pipeline, "training_step_metrics") - metrics_before
@@ -392,25 +423,43 @@ def warehouse_name(destination: str) -> str:
     return str(path) if path else f"the {destination} dataset {config.DATASET_NAME}"
 
 
-def finish_pending(pipeline: dlt.Pipeline, destination: str) -> bool:
+def finish_pending(pipeline: dlt.Pipeline, destination: str, notes: list[str]) -> bool:
     """Load what an interrupted run left behind, so this run can extract new data afterwards."""
     if not pipeline.has_pending_data:
         return False
     source_state: Any = pipeline.state.get("sources", {}).get(SOURCE_NAME, {})
     pipeline.normalize()
-    load_capped(pipeline, destination, list(source_state.get("restarted") or ()))
+    load_capped(pipeline, destination, notes, list(source_state.get("restarted") or ()))
     return True
 
 
-def load_capped(pipeline: dlt.Pipeline, destination: str, restarted: Sequence[str] = ()) -> None:
+def load_capped(pipeline: dlt.Pipeline, destination: str, notes: list[str], restarted: Sequence[str] = ()) -> None:
     """dlt's load step under the memory cap: the cap is for loading only, never for reading state or views.
 
+    A load that runs out of the cap (a merge can need more than a flat peak allows, and the package would then stay
+    pending for good) is loaded once more with room from the machine, and ``notes`` says so.
     The training-step metrics of ``restarted`` models are deleted first, so that the package's rows (the model's
     whole new curve) replace them: an insert-only merge would keep the old value at every step both runs reached.
     """
     replace_restarted(pipeline, restarted)
-    with duckdb_memory_cap(destination):
+    retry = destination == "duckdb" and not user_memory_limit()
+    try:
+        with duckdb_memory_cap(destination):
+            pipeline.load()
+    except Exception as error:
+        if not retry or not out_of_memory(error):
+            raise
+    else:
+        if not pipeline.list_normalized_load_packages():
+            return
+        if not retry:  # dlt returns with jobs left when they keep failing in ways it retries
+            raise IncompleteLoadError(INCOMPLETE)
+    roomier = roomier_cap_mb()
+    with duckdb_memory_cap(destination, roomier):
         pipeline.load()
+    if pipeline.list_normalized_load_packages():
+        raise IncompleteLoadError(f"{INCOMPLETE}, even with {roomier} MB for DuckDB")
+    notes.append(f"the load did not fit DuckDB's memory cap for loads; it was loaded again with {roomier} MB")
 
 
 def replace_restarted(pipeline: dlt.Pipeline, restarted: Sequence[str]) -> None:
@@ -469,9 +518,8 @@ def prune_state_history(pipeline: dlt.Pipeline, keep: int = STATE_VERSIONS_KEPT)
 
 
 def count_rows(pipeline: dlt.Pipeline, table: str) -> int:
-    """Rows in a warehouse table; 0 when it does not exist yet."""
-    if not pipeline.default_schema_name or table not in pipeline.default_schema.data_table_names():
-        return 0
+    """Rows in a warehouse table; 0 when it does not exist (yet). Asked of the warehouse, never of the local schema,
+    which may name tables the warehouse lost."""
     try:
         with pipeline.sql_client() as client:
             rows = client.execute_sql(f"select count(*) from {client.make_qualified_table_name(table)}")

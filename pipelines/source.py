@@ -202,8 +202,8 @@ def cohere_finetuning(
     @dlt.resource(name="finetuned_models", write_disposition="merge", primary_key="id", columns=MODEL_COLUMNS)
     async def finetuned_models() -> AsyncIterator[list[dict[str, Any]]]:
         state = dlt.current.source_state()
+        state[BASED_ON] = loaded_state_hash(state) if based_on is None else based_on
         seen.append(SeenModels(state, dlt.current.resource_state("events")))  # by name: async code has no current
-        state[BASED_ON] = dlt.current.pipeline().state.get("_version_hash", "") if based_on is None else based_on
         state["restarted"] = report.restarted  # replaced before the package loads: see runner.replace_restarted
         rechecks.last_full_listing = state.get("rechecked_at")
         metric_rechecks.last_full_listing = state.get("metrics_rechecked_at", rechecks.last_full_listing)
@@ -271,6 +271,14 @@ def cohere_finetuning(
                 yield table
 
     return [finetuned_models, events, *([training_step_metrics] if metrics else [])]
+
+
+def loaded_state_hash(source_state: dict[str, Any]) -> str:
+    """The hash of the pipeline state this extraction starts from, when an earlier load made it ("" for none):
+    without a runner to ask the warehouse, the local state stands for what the warehouse holds."""
+    if not source_state.get("models") and "rechecked_at" not in source_state:
+        return ""
+    return str(dlt.current.pipeline().state.get("_version_hash") or "")
 
 
 class ModelFeed:

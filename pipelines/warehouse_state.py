@@ -75,7 +75,7 @@ def trust_the_warehouse(pipeline: dlt.Pipeline) -> list[str]:
     row = newest_stored_state(pipeline, "s.state") if stored else None
     if row:
         write_state(path, installed(pipeline.pipeline_name, str(row[0]), local))
-    else:
+    elif SOURCE_NAME in local.get("sources", {}):
         forget_loads(local)
         write_state(path, local)
         notes.append("the warehouse holds no state of an earlier load: every model is read from the start")

@@ -62,3 +62,45 @@ def test_a_user_who_sets_many_threads_keeps_a_cap_and_loads_exactly(
 def test_the_users_memory_limit_is_theirs(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(DUCKDB_GLOBAL_CONFIG, '{"memory_limit": "1GB", "threads": 3}')
     assert run_settings() == (3, mib(1000))
+
+
+# A run as cron starts it, with the load's DuckDB cap squeezed to ``sys.argv[1]`` MB: a fleet-wide change then needs
+# more than the cap, as 5,000 models needed more than 32 MB.
+RUN_WITH_A_SMALL_CAP = """
+import sys
+from pipelines import runner
+runner.DUCKDB_MEMORY_LIMIT_MB, runner.DUCKDB_MEMORY_PER_THREAD_MB = int(sys.argv[1]), 0
+from pipelines.cli import main
+sys.argv = ["cohere-events", "run", "--requests-per-minute", "0"]
+main()
+"""
+
+
+def test_a_load_that_outgrows_the_cap_is_loaded_again_with_room_and_says_so(workdir: Path) -> None:
+    import random
+    import subprocess
+    import sys
+    from datetime import timedelta
+
+    world = World(models=1000, seed=11, now=NOW)
+    with FakeApiServer(FakeCohereApi(world)) as server:
+        env = {**os.environ, "CO_API_URL": server.url, "CO_API_KEY": DEFAULT_API_KEY}
+        first = subprocess.run(
+            [sys.executable, "-c", RUN_WITH_A_SMALL_CAP, "32"], env=env, capture_output=True, text=True
+        )
+        assert first.returncode == 0, first.stderr
+        world.advance(7200)  # two hours on: a status change across the fleet, and some late events
+        rng = random.Random(1)
+        for index, model in enumerate(world.models.values()):
+            events = world.events_of(model.id)
+            world.add_event(model.id, rng.choice(["STATUS_READY", "STATUS_PAUSED"]), world.now - timedelta(minutes=30))
+            if index % 50 == 0:
+                world.add_event(model.id, "STATUS_TEMPORARILY_OFFLINE", events[-1].created_at - timedelta(seconds=30))
+        second = subprocess.run(
+            [sys.executable, "-c", RUN_WITH_A_SMALL_CAP, "2"], env=env, capture_output=True, text=True
+        )
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "did not fit DuckDB's memory cap for loads; it was loaded again with" in second.stderr
+    rows = warehouse_events()
+    assert len(rows) == len(set(rows))
+    assert set(rows) == expected_events(world)
