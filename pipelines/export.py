@@ -68,11 +68,17 @@ def export_warehouse(directory: Path, names: Sequence[str] | None = None) -> str
     warehouse = config.existing_warehouse("export")
     started = time.monotonic()
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.export-", dir=target.parent))
+    in_place = target.is_dir() and not swappable(target)
+    if in_place:
+        remove_leftovers(target)
+    staging = Path(tempfile.mkdtemp(prefix=staging_prefix(target), dir=target if in_place else target.parent))
     try:
         results = write_all(warehouse, selected, staging)
         write_manifest(staging, warehouse, results)
-        swap_into_place(staging, target)
+        if in_place:
+            move_in(staging, target)
+        else:
+            swap_into_place(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return summary_line(target, results, time.monotonic() - started)
@@ -98,7 +104,7 @@ def check_target(target: Path) -> Path:
         return target
     if not target.is_dir():
         raise config.ConfigError(f"{target} exists and is not a folder; refusing to replace it")
-    if any(target.iterdir()) and not is_previous_export(target):
+    if any(not is_leftover(entry, target) for entry in target.iterdir()) and not is_previous_export(target):
         raise config.ConfigError(
             f"{target} is not empty and holds no {MANIFEST} from an earlier export; refusing to replace it "
             "(give an empty or new folder)"
@@ -246,6 +252,52 @@ def write_manifest(staging: Path, warehouse: Path, results: dict[str, Exported])
         "tables": {name: asdict(result) for name, result in results.items()},
     }
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def staging_prefix(target: Path) -> str:
+    return f".{target.name}.export-"
+
+
+def is_leftover(entry: Path, target: Path) -> bool:
+    """A staging folder that an export into ``target`` in place left behind when it was killed."""
+    return entry.name.startswith(staging_prefix(target)) and entry.is_dir()
+
+
+def remove_leftovers(target: Path) -> None:
+    for entry in target.iterdir():
+        if is_leftover(entry, target):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def swappable(target: Path) -> bool:
+    """Whether ``target`` can be swapped whole: not a mount point (a container's volume), and on its parent's
+    file system."""
+    return not os.path.ismount(target) and target.stat().st_dev == target.parent.stat().st_dev
+
+
+def move_in(staging: Path, target: Path) -> None:
+    """Put an export written in ``staging`` (a hidden folder inside ``target``) into ``target`` a file or folder at a
+    time, for a ``target`` that cannot be swapped whole (a mount point). Each one is renamed over the old one, so a
+    reader sees an old or a new file, never half of one; stale ones go; the manifest comes last."""
+    fresh = {entry.name for entry in staging.iterdir()} - {MANIFEST}
+    for name in sorted(fresh):
+        put(staging / name, target / name)
+    for entry in target.iterdir():
+        if entry.name not in fresh and entry.name != MANIFEST and entry != staging:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    os.replace(staging / MANIFEST, target / MANIFEST)
+
+
+def put(new: Path, old: Path) -> None:
+    """Rename ``new`` over ``old``: one step for a file, an exchange for a folder where the system has one."""
+    if old.is_dir() and not old.is_symlink():
+        if exchange(new, old):
+            return  # the old folder is now at ``new``, inside staging, which the caller deletes
+        shutil.rmtree(old)
+    os.replace(new, old)
 
 
 def swap_into_place(staging: Path, target: Path) -> None:

@@ -392,3 +392,24 @@ def test_training_metrics_round_trip_with_non_finite_values(workdir: Path) -> No
     summary = pd.read_parquet(folder / "training_summary.parquet")
     assert str(summary["last_step_at"].dtype) == "datetime64[us, UTC]"
     assert summary["last_value"].isna().sum() == 2 and summary["best_value"].isna().sum() == 1  # NaN kept, NULL kept
+
+
+def test_export_into_an_empty_mount_point_works_and_repeats(world: World, workdir: Path) -> None:
+    """A container's volume: DIR is a mount point, so it cannot be swapped whole; files are renamed in one by one."""
+    load(world)
+    folder = workdir / "volume"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(folder)], check=False).returncode:
+        pytest.fail(f"this test needs to mount a tmpfs (run as root, or with CAP_SYS_ADMIN): {folder}")
+    try:
+        result = export(str(folder))
+        assert result.exit_code == 0, result.output
+        assert partitions(folder) == utc_months()
+        rows = query(f"select count(*) from {DATASET}.events")[0][0]
+        assert query(f"select count(*) from {parquet_source(folder, 'events')}")[0][0] == rows
+        result = export(str(folder), "--tables", "events")  # a repeat export removes what it no longer writes
+        assert result.exit_code == 0, result.output
+        assert {path.name for path in folder.iterdir()} == {"events", MANIFEST}
+        assert query(f"select count(*) from {parquet_source(folder, 'events')}")[0][0] == rows
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
