@@ -74,19 +74,41 @@ LogFile = Annotated[
 
 
 def finish(message: str, code: int = EXIT_OK, log_file: Path | None = None) -> None:
-    """Print the last line (stdout on success, stderr on failure), log it if asked, and exit with ``code``."""
+    """Log the last line if asked, print it (stdout on success, stderr on failure), and exit with ``code``.
+
+    The exit status says what happened to the command, not to its output: a stdout that cannot be written (a full
+    disk, a reader that went away) costs one line on stderr, never the status of a load that committed.
+    """
+    if log_file:
+        log_line(message, code, log_file)
     stream = sys.stdout if code == EXIT_OK else sys.stderr
     if message:  # `report --format json` returns "": its stdout is JSON alone
-        print(message, file=stream, flush=True)
+        say(message, stream)
+    raise typer.Exit(code)
+
+
+def say(line: str, stream: Any) -> None:
+    """Print one line; if stdout cannot take it, say so in one line on stderr (if stderr can take that)."""
+    try:
+        print(line, file=stream, flush=True)
+    except (OSError, ValueError) as error:
+        if stream is sys.stderr:
+            return
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else type(error).__name__
+        with suppress(OSError, ValueError):
+            print(f"warning: could not write to stdout ({reason.lower()}): {line}", file=sys.stderr, flush=True)
+
+
+def log_line(message: str, code: int, log_file: Path) -> None:
+    """Append the last line to the log file, with the time and exit status."""
     if log_file:
         from datetime import UTC, datetime
 
         try:
             with open(log_file, "a", encoding="utf-8") as handle:
                 handle.write(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} exit={code} {message}\n")
-        except OSError:  # a full disk or read-only folder: the line above and the exit status still tell
+        except OSError:  # a full disk or read-only folder: the line on stdout or stderr and the exit status tell
             pass
-    raise typer.Exit(code)
 
 
 def exit_code_for(error: BaseException) -> int:
@@ -107,8 +129,9 @@ def exit_code_for(error: BaseException) -> int:
     return EXIT_FAILED
 
 
-def guarded(action: Callable[[], str], log_file: Path | None = None) -> None:
-    """Run a command body; map any failure to a one-line message and the contract's exit status."""
+def guarded(action: Callable[[], str], log_file: Path | None = None, loads: bool = False) -> None:
+    """Run a command body; map any failure to a one-line message and the contract's exit status. ``loads``: the
+    command writes the warehouse (an interruption then says what the next run does about it)."""
     held = HeldWarnings()
     try:
         message = action()
@@ -125,7 +148,8 @@ def guarded(action: Callable[[], str], log_file: Path | None = None) -> None:
             text = "error: the warehouse file is open in another process (a run or a notebook writing to it)"
         if isinstance(cause, KeyboardInterrupt):
             stopped = "terminated" if code == 128 + signal.SIGTERM else "interrupted"
-            text = f"{stopped}: nothing half-written was committed; the next run completes the load"
+            after = "nothing half-written was committed; the next run completes the load" if loads else "stopped"
+            text = f"{stopped}: {after}"
         finish(text, code, log_file)
     held.release()
     finish(message, EXIT_OK, log_file)
@@ -212,10 +236,10 @@ def run(
         )
         summary = run_load(config.api_key(), config.base_url(), options)
         for warning in summary.warnings():
-            print(warning, file=sys.stderr, flush=True)
+            say(warning, sys.stderr)
         return summary.line()
 
-    guarded(action, log_file)
+    guarded(action, log_file, loads=True)
 
 
 @app.command(epilog=EXIT_CODES)
@@ -246,7 +270,7 @@ def demo(
         print_report("table")
         return f"demo: {summary.line()} into {config.duckdb_path()}"
 
-    guarded(action)
+    guarded(action, loads=True)
 
 
 @app.command()

@@ -30,6 +30,7 @@ SIMULATED_HEADER = "X-Cohere-Events-Simulated"  # set by the simulated API, so n
 # Pages one listing may take before the client calls it a loop: 10 million items at the default page size, far
 # beyond any real model list or history, yet finite, so that a server that never ends a listing cannot page forever.
 MAX_PAGES = 100_000
+SAME_ITEM_PAGES = 16  # one-item pages served the same this many times more in a row: a loop, not twin events
 LOOPING = "(a looping server or caching proxy)"
 RETIRED = "Cohere retired fine-tuning on 2025-09-15; point CO_API_URL at a deployment that still serves it"
 # httpx checks every connection of its pool on each request, so one pool of 16 connections costs about twice the
@@ -145,8 +146,8 @@ class FinetuningClient:
     async def list_model_pages(self) -> AsyncIterator[list[dict[str, Any]]]:
         """Every fine-tuned model, a page at a time, oldest first, with the W&B key removed."""
         try:
-            async for _, models in self.pages(MODELS_PATH, "finetuned_models", "the model list"):
-                yield [scrub_model(model) for model in models]
+            async for number, models in self.pages(MODELS_PATH, "finetuned_models", "the model list"):
+                yield [checked_id(scrub_model(model), f"the model list, page {number}") for model in models]
         except ModelNotFoundError as error:
             raise ApiRetiredError(f"the fine-tuning API answered {error}: {RETIRED}") from None
 
@@ -154,9 +155,9 @@ class FinetuningClient:
         """One fine-tuned model, with the W&B key removed; raises ModelNotFoundError on 404, ApiRetiredError on 410."""
         body = await self.get_json(f"{MODELS_PATH}/{quote(model_id, safe='')}", {}, f"model {model_id}")
         model = body.get("finetuned_model")
-        if not isinstance(model, dict) or "id" not in model:
+        if not isinstance(model, dict):
             raise MalformedResponseError(f"malformed response for model {model_id}: no finetuned_model object")
-        return scrub_model(model)
+        return checked_id(scrub_model(model), f"model {model_id}")
 
     async def event_pages(self, model_id: str) -> AsyncGenerator[tuple[int, list[dict[str, Any]]]]:
         """A model's status events newest first, as (page number, events); stop iterating to stop paging."""
@@ -182,7 +183,7 @@ class FinetuningClient:
         """
         token: str | None = None
         tokens: set[str] = set()
-        previous = b""
+        previous, repeats = b"", 0
         for number in range(1, self.settings.max_pages + 1):
             params: dict[str, Any] = {"page_size": self.settings.page_size}
             if order is not None:
@@ -200,7 +201,9 @@ class FinetuningClient:
             if items:
                 # a snapshot, not the items: the consumer may change them (the W&B key is removed)
                 snapshot = orjson.dumps(items)
-                if snapshot == previous:
+                repeats = repeats + 1 if snapshot == previous else 0
+                # a page of one item may truly repeat (twin events at page size 1); a longer page never does
+                if repeats >= (1 if len(items) > 1 else SAME_ITEM_PAGES):
                     raise MalformedResponseError(
                         f"the API served the same page again for {what} at page {number} {LOOPING}; stopped paging"
                     )
@@ -388,4 +391,13 @@ def scrub_model(model: dict[str, Any]) -> dict[str, Any]:
     wandb = settings.get("wandb") if isinstance(settings, dict) else None
     if isinstance(wandb, dict):
         wandb.pop("api_key", None)
+    return model
+
+
+def checked_id(model: dict[str, Any], where: str) -> dict[str, Any]:
+    """The model, if its ``id`` is a non-empty string; else a one-line error naming where it was served."""
+    model_id = model.get("id")
+    if not isinstance(model_id, str) or not model_id.strip():
+        problem = "without an id" if model_id is None else f"with id {model_id!r:.40}, not a non-empty string"
+        raise MalformedResponseError(f"malformed model in {where}: a model {problem}: {model!r:.120}")
     return model

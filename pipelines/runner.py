@@ -6,6 +6,7 @@ import asyncio
 import errno
 import fcntl
 import logging
+import math
 import os
 import re
 import shutil
@@ -101,6 +102,13 @@ class LoadOptions:
     progress: bool = False
 
     def validate(self) -> None:
+        for option, value in (
+            ("--lookback", self.lookback_seconds),
+            ("--timeout", self.timeout_seconds),
+            ("--recheck-hours", self.recheck_hours),
+        ):
+            if not math.isfinite(value):
+                raise config.ConfigError(f"{option} must be a finite number, not {value}")
         checks = {
             "--page-size must be between 1 and 1000": 1 <= self.page_size <= 1000,
             "--concurrency must be between 1 and 256": 1 <= self.concurrency <= 256,

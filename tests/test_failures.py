@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
 import sys
 import time
+from contextlib import redirect_stderr
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
+import typer
+
+from pipelines.cli import guarded
 from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, Faults, World
 from tests.support import NOW, Fake, cli, cli_process, expected_events, loaded_tables, warehouse_events
 
@@ -218,3 +226,71 @@ def wait_for(condition, timeout: float = 60) -> None:  # type: ignore[no-untyped
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting"
         time.sleep(0.05)
+
+
+def run_with_stdout(fake: Fake, workdir: Path, stdout: Any) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "pipelines.cli", "run", "--requests-per-minute", "0", "--log-file", "run.log"]
+    return subprocess.run(command, cwd=workdir, stdout=stdout, stderr=subprocess.PIPE, text=True, check=False)
+
+
+def test_a_committed_load_exits_0_and_logs_its_line_when_stdout_is_a_full_disk(fake: Fake, workdir: Path) -> None:
+    with open("/dev/full", "w") as full:
+        done = run_with_stdout(fake, workdir, full)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stderr.splitlines()) == 1 and "could not write to stdout" in done.stderr
+    assert "exit=0 loaded 25 models" in (workdir / "run.log").read_text()
+    assert set(warehouse_events()) == expected_events(fake.world)
+
+
+def test_a_committed_load_exits_0_and_logs_its_line_when_the_reader_has_gone(fake: Fake, workdir: Path) -> None:
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        done = run_with_stdout(fake, workdir, writer)
+    finally:
+        os.close(writer)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stderr.splitlines()) <= 1
+    assert "exit=0 loaded 25 models" in (workdir / "run.log").read_text()
+
+
+def test_a_listed_model_without_a_usable_id_is_named_in_one_line(fake: Fake) -> None:
+    for broken in ({"name": "no id"}, {"id": None, "name": "null id"}):
+        fake.world.model_list = lambda broken=broken: [broken]  # type: ignore[method-assign]
+        result = cli("run")
+        assert result.exit_code == 1
+        assert result.stderr.startswith("error: malformed model in the model list, page 1: a model ")
+        assert len(result.stderr.splitlines()) == 1
+    assert fake.api.stats.by_kind.get("list_events", 0) == 0, "no request for /None/events"
+
+
+def test_infinite_options_are_usage_errors(fake: Fake) -> None:
+    for option in ("--recheck-hours", "--lookback", "--timeout"):
+        for value in ("inf", "nan"):
+            result = cli("run", option, value)
+            assert result.exit_code == 2, (option, value, result.stderr)
+            assert result.stderr.startswith(f"error: {option} must be a finite number"), result.stderr
+
+
+def test_twin_events_at_page_size_1_are_not_taken_for_a_looping_server(fake: Fake) -> None:
+    model = next(m for m in fake.world.models.values() if fake.world.events_of(m.id))
+    moment = fake.world.events_of(model.id)[-1].created_at + timedelta(seconds=1)
+    for _ in range(2):  # the API serves the same event twice: two identical pages of one
+        fake.world.add_event(model.id, "STATUS_PAUSED", moment)
+    result = cli("run", "--page-size", "1", "--model-id", model.id)
+    assert result.exit_code == 0, result.stderr
+    assert set(warehouse_events()) == {row for row in expected_events(fake.world) if row[0] == model.id}
+
+
+def test_an_interrupted_command_that_loads_nothing_does_not_promise_a_load() -> None:
+    def interrupted() -> str:
+        raise KeyboardInterrupt
+
+    for loads, words in ((False, "interrupted: stopped"), (True, "the next run completes the load")):
+        stderr = io.StringIO()
+        with pytest.raises(typer.Exit) as exited, redirect_stderr(stderr):
+            guarded(interrupted, loads=loads)
+        assert exited.value.exit_code == 130
+        assert words in stderr.getvalue()
+        if not loads:
+            assert "next run" not in stderr.getvalue()
