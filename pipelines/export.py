@@ -26,7 +26,7 @@ from typing import Any
 
 import duckdb
 
-from pipelines import config
+from pipelines import config, locks
 
 TABLES = ("events", "finetuned_models", "training_step_metrics")
 MADE_BY_VIEWS = {"training_step_metrics"}  # `views` creates it empty in a warehouse loaded before it existed
@@ -130,16 +130,21 @@ def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
 
 def write_all(warehouse: Path, names: list[str], staging: Path) -> dict[str, Exported]:
     """Write every name into ``staging``; a missing table or view fails before anything is written."""
-    connection = connect(warehouse)
-    try:
-        check_present(connection, names)
-        results: dict[str, Exported] = {}
-        for index, name in enumerate(names, 1):
-            results[name] = write_one(connection, name, staging)
-            progress(f"[{index}/{len(names)}] {name}: {results[name].rows} rows, {results[name].files} files")
-        return results
-    finally:
-        connection.close()
+    with locks.reading(config.pipelines_dir("duckdb")):
+        connection = connect(warehouse)  # a run waits for this read to finish before it writes
+        try:
+            return write_each(connection, names, staging)
+        finally:
+            connection.close()
+
+
+def write_each(connection: duckdb.DuckDBPyConnection, names: list[str], staging: Path) -> dict[str, Exported]:
+    check_present(connection, names)
+    results: dict[str, Exported] = {}
+    for index, name in enumerate(names, 1):
+        results[name] = write_one(connection, name, staging)
+        progress(f"[{index}/{len(names)}] {name}: {results[name].rows} rows, {results[name].files} files")
+    return results
 
 
 def check_present(connection: duckdb.DuckDBPyConnection, names: list[str]) -> None:

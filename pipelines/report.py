@@ -18,7 +18,7 @@ import duckdb
 from rich.console import Console
 from rich.table import Table
 
-from pipelines import config
+from pipelines import config, locks
 
 RECENT_WEEKS = 8
 STATUS_ORDER = [
@@ -79,7 +79,7 @@ TRAINING_QUERIES = {
 def read_report(path: Path) -> dict[str, Any]:
     """Every figure of the report as plain JSON-ready values, from the views, read-only."""
     found: dict[str, Any] = {"warehouse": str(path)}
-    with duckdb.connect(str(path), read_only=True) as con:
+    with locks.reading(config.pipelines_dir("duckdb")), duckdb.connect(str(path), read_only=True) as con:
         for key, sql in QUERIES.items():
             try:
                 result = con.execute(sql.format(schema=config.DATASET_NAME))

@@ -27,7 +27,7 @@ from dlt.common.destination import Destination
 from dlt.common.destination.exceptions import DestinationUndefinedEntity
 from dlt.common.runtime.collector import LogCollector, NullCollector
 
-from pipelines import config
+from pipelines import config, locks
 from pipelines.changes import DEFAULT_RECHECK_HOURS
 from pipelines.client import CohereApiError
 from pipelines.memory import fix_mmap_threshold, imports_out_of_gc, release_free_memory
@@ -200,7 +200,11 @@ def warehouse_lock(folder: Path) -> Iterator[None]:
         handle.truncate()
         handle.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}")
         handle.flush()
-        yield
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()  # `status` tells a live run by this text: see locks.running
 
 
 def make_pipeline(destination: str = "duckdb", progress: bool = False) -> dlt.Pipeline:
@@ -360,16 +364,18 @@ def load_once(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
 
     started = time.monotonic()
     fix_mmap_threshold()  # before extraction allocates: see memory.py
-    with warehouse_lock(config.pipelines_dir(options.destination)), flat_loads():
+    folder = config.pipelines_dir(options.destination)
+    with warehouse_lock(folder), flat_loads():
         pipeline = make_pipeline(options.destination, options.progress)
-        with warehouse_kept_open(options.destination):
-            notes = trust_the_warehouse(pipeline)
-            events_before = count_rows(pipeline, "events")  # before a pending package loads: its rows are new too
-            metrics_before = count_rows(pipeline, "training_step_metrics")
-        finished_pending = finish_pending(pipeline, options.destination, notes)
-        with warehouse_kept_open(options.destination):
-            expect_simulated = warehouse_simulated(pipeline)
-            based_on = warehouse_state_hash(pipeline)
+        with writing(folder, options.destination):
+            with warehouse_kept_open(options.destination):
+                notes = trust_the_warehouse(pipeline)
+                events_before = count_rows(pipeline, "events")  # before a pending package loads: its rows are new
+                metrics_before = count_rows(pipeline, "training_step_metrics")
+            finished_pending = finish_pending(pipeline, options.destination, notes)
+            with warehouse_kept_open(options.destination):
+                expect_simulated = warehouse_simulated(pipeline)
+                based_on = warehouse_state_hash(pipeline)
         report = RunReport()
         source = cohere_finetuning(
             api_key=api_key,
@@ -393,12 +399,13 @@ def load_once(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
             release_free_memory()  # what extraction freed, before DuckDB (its own allocator) loads: see memory.py
             pipeline.normalize()
             release_free_memory()
-            load_capped(pipeline, options.destination, notes, report.restarted)
-            with warehouse_kept_open(options.destination):
-                new_events = count_rows(pipeline, "events") - events_before
-                new_metric_rows = count_rows(pipeline, "training_step_metrics") - metrics_before
-                prune_state_history(pipeline)
-                views = create_views(pipeline)
+            with writing(folder, options.destination):
+                load_capped(pipeline, options.destination, notes, report.restarted)
+                with warehouse_kept_open(options.destination):
+                    new_events = count_rows(pipeline, "events") - events_before
+                    new_metric_rows = count_rows(pipeline, "training_step_metrics") - metrics_before
+                    prune_state_history(pipeline)
+                    views = create_views(pipeline)
         except Exception as error:
             cause = root_cause(error)
             if isinstance(cause, MixedOriginError):
@@ -423,6 +430,16 @@ def load_once(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
         first_future_dated=report.first_future_dated,
         notes=notes,
     )
+
+
+@contextmanager
+def writing(folder: Path, destination: str) -> Iterator[None]:
+    """While the run writes a DuckDB warehouse, readers wait (see locks.py); other destinations need no such care."""
+    if destination != "duckdb":
+        yield
+        return
+    with locks.writing(folder):
+        yield
 
 
 def warehouse_name(destination: str) -> str:

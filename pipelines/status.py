@@ -20,7 +20,7 @@ from typing import Any
 
 import duckdb
 
-from pipelines import config
+from pipelines import config, locks
 
 Query = Callable[[str], list[tuple[Any, ...]]]
 LOAD_ID = re.compile(r"^[0-9.]+$")
@@ -42,6 +42,8 @@ def read_status(destination: str = "duckdb") -> dict[str, Any]:
         "loads": None,
         "pending": False,
         "pending_packages": [],
+        "running": False,
+        "run": None,
         "models": None,
         "models_with_cursor": None,
         "events": None,
@@ -56,8 +58,10 @@ def read_status(destination: str = "duckdb") -> dict[str, Any]:
     with warehouse_query(destination, found) as query:
         if query is not None:
             found.update(read_warehouse(query, now))
-    found["pending_packages"] = local["pending_packages"]
-    found["pending"] = bool(local["pending_packages"])
+    run = locks.running(folder)
+    found["running"], found["run"] = run is not None, run
+    found["pending_packages"] = [] if run else local["pending_packages"]  # a live run's package is its own
+    found["pending"] = bool(found["pending_packages"])
     found["models_with_cursor"] = local["models_with_cursor"]
     if found["last_load"] is None and local["last_load"] is not None:
         found["last_load"] = {**local["last_load"], "age_seconds": age(local["last_load"]["loaded_at"], now)}
@@ -83,20 +87,19 @@ def warehouse_query(destination: str, found: dict[str, Any]) -> Iterator[Query |
     if destination == "duckdb":
         path = config.existing_warehouse("status")
         found["warehouse"] = str(path)
-        try:
-            connection = duckdb.connect(str(path), read_only=True)
-        except duckdb.IOException as error:
-            if "lock" not in str(error).lower():
-                raise
-            found["warehouse_error"] = "the warehouse file is locked by a writer (a run is loading it)"
-            yield None
-            return
-        try:
-            connection.execute("SET TimeZone = 'UTC'")
-            found["warehouse_readable"] = True
-            yield lambda sql: connection.execute(sql).fetchall()
-        finally:
-            connection.close()
+        with locks.reading(config.pipelines_dir(destination), wait_seconds=0) as free:
+            connection = duckdb_reader(path, found) if free else None
+            if not free:
+                found["warehouse_error"] = "a run is writing the warehouse just now"
+            if connection is None:
+                yield None
+                return
+            try:
+                connection.execute("SET TimeZone = 'UTC'")
+                found["warehouse_readable"] = True
+                yield lambda sql: connection.execute(sql).fetchall()
+            finally:
+                connection.close()
         return
     found["warehouse"] = f"the {destination} dataset {config.DATASET_NAME}"
     with scratch_pipeline(destination) as pipeline, pipeline.sql_client() as client:
@@ -106,6 +109,17 @@ def warehouse_query(destination: str, found: dict[str, Any]) -> Iterator[Query |
             )
         found["warehouse_readable"] = True
         yield lambda sql: [tuple(row) for row in client.execute_sql(sql) or []]
+
+
+def duckdb_reader(path: Path, found: dict[str, Any]) -> duckdb.DuckDBPyConnection | None:
+    """A read-only connection; None (the reason in ``found``) when another process writes the file."""
+    try:
+        return duckdb.connect(str(path), read_only=True)
+    except duckdb.IOException as error:
+        if "lock" not in str(error).lower():
+            raise
+        found["warehouse_error"] = "the warehouse file is locked by a writer (a run or a notebook writing it)"
+        return None
 
 
 @contextmanager

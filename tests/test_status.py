@@ -247,3 +247,30 @@ def test_status_reports_training_step_metrics_when_the_table_exists(fake: Fake, 
     if metrics["rows"] == 1:
         assert metrics["newest_created_at"] == "2026-11-20T10:00:00Z"
     assert found["last_load"]["age_seconds"] < timedelta(hours=1).total_seconds()
+
+
+def test_status_polled_during_a_big_run_never_fails_it_and_tells_it_from_a_dead_one(workdir: Path) -> None:
+    """A first run of 1,500 models, with `status` asked again and again until it ends: the run never fails for it,
+    and every answer during the run says it is running (its pid, its start) and that nothing is pending."""
+    from pipelines.fake_api import FakeApiServer, FakeCohereApi, World
+    from tests.support import NOW, cli_process
+
+    world = World(models=1500, seed=8, now=NOW)
+    with FakeApiServer(FakeCohereApi(world)) as server:
+        env = {"CO_API_URL": server.url, "CO_API_KEY": DEFAULT_API_KEY}
+        cli("run", "--model-id", next(iter(world.models)), env=env)  # the warehouse exists, so status answers
+        victim = cli_process("run", "--requests-per-minute", "0", env=env, cwd=workdir)
+        answers: list[dict[str, Any]] = []
+        while victim.poll() is None:
+            result = cli("status", "--format", "json")
+            assert result.exit_code == 0, result.stderr
+            answers.append(json.loads(result.stdout))
+        _, err = victim.communicate()
+    assert victim.returncode == 0, err
+    during = [found for found in answers if found["running"]]
+    assert len(during) >= 3, f"only {len(during)} of {len(answers)} answers came during the run"
+    for found in during:
+        assert found["run"]["pid"] == victim.pid and found["run"]["started_at"].endswith("Z")
+        assert found["pending"] is False and found["pending_packages"] == []
+    after = json.loads(cli("status", "--format", "json").stdout)
+    assert after["running"] is False and after["run"] is None and after["pending"] is False
