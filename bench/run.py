@@ -58,6 +58,7 @@ class Sizes:
 
 FULL = Sizes(200, 940, (470, 1880, 3760), 300, 30.0, 100, 240, (5000, 20000), 2)
 QUICK = Sizes(12, 20, (), 20, 30.0, 8, 600, (40,), 1)
+SCALE_PEAK_MB = 400  # the peak-memory target at fleet scale (exactness first: a load may retry with more room)
 SECONDS_PER_REQUEST_AT_500_RPM = 60 / 500  # Cohere's default limit: what a run's requests cost there at least
 
 
@@ -274,14 +275,14 @@ def one_run(scenario: str, competitor: str, api: Server, scratch: Path, **kwargs
         round(seconds, 2),
         round(peak, 1),
         events,
-        api.events,
+        int(stats["events"]),
         stats["requests"],
         int(stats["errors_sent"].get("429", 0)),
         note,
         round(server_cpu, 2),
     )
     print(
-        f"  {scenario:<14} {competitor:<9} {seconds:7.2f} s {peak:7.1f} MB  {events} of {api.events} events, "
+        f"  {scenario:<14} {competitor:<9} {seconds:7.2f} s {peak:7.1f} MB  {events} of {stats['events']} events, "
         f"{stats['requests']} requests, server CPU {server_cpu:.1f} s",
         file=sys.stderr,
         flush=True,
@@ -333,17 +334,20 @@ def rate_limited(sizes: Sizes, scratch: Path) -> list[Run]:
 
 
 def at_scale(sizes: Sizes, scratch: Path) -> list[Run]:
-    """At each model count: a first run into an empty warehouse, then a run with nothing new (the cron case)."""
+    """At each model count: a first run into an empty warehouse, then a run with nothing new (the cron case), then one
+    after a fleet-wide change (two hours on, every model with a new status, every 50th with a late event too)."""
     results = []
     for models in sizes.scale_models:
-        print(f"scale: {models} models, first run then a run with nothing new", file=sys.stderr)
+        print(f"scale: {models} models, first run, a run with nothing new, a fleet-wide change", file=sys.stderr)
         with server(models) as api:
-            firsts, seconds = [], []
+            firsts, seconds, changes = [], [], []
             for _ in range(sizes.repeat):
                 workdir = Path(tempfile.mkdtemp(dir=scratch, prefix=f"scale-{models}-"))
                 firsts.append(one_run(f"first-{models}", "ours", api, scratch, workdir=workdir, metrics=True))
                 seconds.append(one_run(f"nochange-{models}", "ours", api, scratch, workdir=workdir, metrics=True))
-            results += [best(firsts), best(seconds)]
+                api.get("/_simulator/fleet-change?seconds=7200")
+                changes.append(one_run(f"changed-{models}", "ours", api, scratch, workdir=workdir, metrics=True))
+            results += [best(firsts), best(seconds), best(changes)]
     return results
 
 
@@ -455,16 +459,24 @@ def table(results: list[Run], sizes: Sizes, info: dict[str, Any], judge: bool = 
         row(
             first,
             f"at 500/min: ≥ {minutes(first.requests)}",
-            "peak ≤ 250 MB",
-            first.peak_mb <= 250,
+            f"peak ≤ {SCALE_PEAK_MB} MB",
+            first.peak_mb <= SCALE_PEAK_MB,
         )
         row(
             second,
             f"requests: {second.requests:,} of ≤ {allowed:,} (list pages {list_pages} + 5 % of models); "
             f"at 500/min: ≥ {minutes(second.requests)}",
-            "requests ≤ list pages + changed + 5 %; peak ≤ 250 MB",
-            second.requests <= allowed and second.peak_mb <= 250,
+            f"requests ≤ list pages + changed + 5 %; peak ≤ {SCALE_PEAK_MB} MB",
+            second.requests <= allowed and second.peak_mb <= SCALE_PEAK_MB,
         )
+        changed = by.get((f"changed-{models}", "ours"))
+        if changed:
+            row(
+                changed,
+                f"every model changed: {changed.requests:,} requests",
+                f"exact (loaded = served); peak ≤ {SCALE_PEAK_MB} MB",
+                changed.events == changed.server_events and changed.peak_mb <= SCALE_PEAK_MB,
+            )
     versions = ", ".join(f"{name} {v}" for name, v in info["versions"].items())
     return "\n".join(
         [

@@ -373,6 +373,26 @@ class World:
             self.now += timedelta(seconds=seconds)
             return self.event_count() - before
 
+    def fleet_change(self, seconds: float) -> int:
+        """Move the clock on and change every listed model: a new status within the last ``seconds``, and on every
+        50th model a late event too (older than its newest). Returns how many models changed."""
+        with self.lock:
+            self.advance(seconds)
+            rng = random.Random(f"fleet:{self.now.isoformat()}")
+            changed = 0
+            for index, model in enumerate(self.models.values()):
+                events = self.visible_events(model)
+                if not events or model.id in self.hidden:
+                    continue
+                moment = max(events[-1].created_at, self.now - timedelta(seconds=rng.uniform(0, seconds / 2)))
+                self.add_event(model.id, rng.choice(("STATUS_READY", "STATUS_PAUSED")), moment + timedelta(seconds=1))
+                if index % 50 == 0:
+                    self.add_event(
+                        model.id, "STATUS_TEMPORARILY_OFFLINE", events[-1].created_at - timedelta(seconds=30)
+                    )
+                changed += 1
+            return changed
+
     def event_count(self) -> int:
         with self.lock:
             return sum(len(self.visible_events(m)) for m in self.models.values())
@@ -683,7 +703,8 @@ class FakeCohereApi:
             body["next_page_token"] = None
 
     def control(self, method: str, path: str, query: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
-        """``/_simulator/stats`` and ``/_simulator/advance?seconds=N``: for benchmarks and development."""
+        """``/_simulator/stats``, ``/_simulator/advance?seconds=N`` and ``/_simulator/fleet-change?seconds=N``: for
+        benchmarks and development."""
         if path == "/_simulator/stats":
             body = self.stats.to_json() | {
                 "models": len(self.world.models),
@@ -693,6 +714,9 @@ class FakeCohereApi:
         if path == "/_simulator/advance":
             added = self.world.advance(float(query.get("seconds", "3600")))
             return 200, orjson.dumps({"added": added}), {}
+        if path == "/_simulator/fleet-change":
+            changed = self.world.fleet_change(float(query.get("seconds", "7200")))
+            return 200, orjson.dumps({"changed": changed}), {}
         if path == "/_simulator/reset-stats":
             with self.lock:
                 self.stats = Stats()

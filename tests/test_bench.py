@@ -42,6 +42,7 @@ def test_bench_quick_mode_runs_every_scenario_and_loads_everything(tmp_path: Pat
         "| rate | ours",
         "| first-40 | ours",
         "| nochange-40 | ours",
+        "| changed-40 | ours",
     ):
         assert scenario in table, f"{scenario!r} missing from:\n{table}"
     assert "Machine:" in table and "Page size 100" in table and "PYTHONDONTWRITEBYTECODE=1" in table
