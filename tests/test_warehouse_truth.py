@@ -202,3 +202,13 @@ def test_metrics_of_a_model_in_an_unspecified_status_are_loaded(workdir: Path) -
     assert result.exit_code == 0, result.stderr
     assert "newest first" not in result.stderr, "a first read pages to the end: its order is no concern"
     assert sorted(warehouse_metrics()) == sorted(expected_metrics(world))
+
+
+def test_runs_without_metrics_leave_the_metrics_rechecks_due(fake: Fake) -> None:
+    """Runs with --no-metrics re-check events only: the metrics re-checks that fell due meanwhile still happen."""
+    assert cli("run").exit_code == 0
+    assert run_shifted(fake, 25 * 3600, "--no-metrics").returncode == 0  # a day on: every re-check due, events only
+    before = fake.api.stats.by_kind["list_metrics"]
+    assert run_shifted(fake, 25 * 3600 + 60).returncode == 0
+    trained = [m for m in fake.world.model_list() if m.get("status") != "STATUS_QUEUED"]
+    assert fake.api.stats.by_kind["list_metrics"] - before == len(trained)
