@@ -7,8 +7,9 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
-from contextlib import suppress
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +18,7 @@ import typer
 from pipelines import config
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_LOCKED = 0, 1, 2, 3, 4
+CHECK_EXIT_CODES = "Exit status: 0 nothing wrong; 1 problems found (a line each); 2 bad usage or no warehouse."
 EXIT_CODES = (
     "Exit status: 0 success; 1 the load failed; 2 bad usage or configuration; 3 the API refused the key; "
     "4 another run holds the warehouse lock; 130 interrupted (Ctrl-C, SIGINT); 143 terminated (SIGTERM). "
@@ -66,6 +68,13 @@ Full = Annotated[bool, typer.Option("--full", help="Re-read every model's events
 Metrics = Annotated[
     bool,
     typer.Option("--metrics/--no-metrics", help="Load training-step metrics too (off: status history only)."),
+]
+PrometheusFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--prometheus",
+        help="Also write metrics in Prometheus' text format to this file (for node_exporter's textfile collector).",
+    ),
 ]
 LogFile = Annotated[
     Path | None,
@@ -214,6 +223,7 @@ def run(
     metrics: Metrics = True,
     progress: Progress = None,
     log_file: LogFile = None,
+    prometheus: PrometheusFile = None,
 ) -> None:
     """One incremental load from the Cohere API into the warehouse, then recreate every view. For cron."""
     quiet_logs()
@@ -234,12 +244,32 @@ def run(
             metrics=metrics,
             progress=progress,
         )
-        summary = run_load(config.api_key(), config.base_url(), options)
+        with run_metrics(prometheus) as done:
+            summary = run_load(config.api_key(), config.base_url(), options)
+            done.append(summary)
         for warning in summary.warnings():
             say(warning, sys.stderr)
         return summary.line()
 
     guarded(action, log_file, loads=True)
+
+
+@contextmanager
+def run_metrics(path: Path | None) -> Iterator[list[Any]]:
+    """Write a run's Prometheus metrics when it ends, failed or not, if asked; the caller appends its summary. A file
+    that cannot be written costs a warning line, never the status of the run."""
+    done: list[Any] = []
+    started = time.time()
+    try:
+        yield done
+    finally:
+        if path is not None:
+            from pipelines.prometheus import write_run_metrics
+
+            try:
+                write_run_metrics(path, "cohere", done[0] if done else None, time.time() - started, time.time())
+            except OSError as error:
+                say(f"warning: could not write the Prometheus file {path}: {error.strerror or error}", sys.stderr)
 
 
 @app.command(epilog=EXIT_CODES)
@@ -302,6 +332,56 @@ def print_report(output_format: str) -> str:
     from pipelines.report import print_report as show
 
     return show(output_format)
+
+
+@app.command(epilog=CHECK_EXIT_CODES)
+def check(
+    max_age: Annotated[
+        float | None, typer.Option("--max-age", help="A problem when the last completed load is older (hours).")
+    ] = None,
+    stuck_hours: Annotated[
+        float | None,
+        typer.Option(
+            "--stuck-hours", help="A problem per model in QUEUED, FINETUNING or DEPLOYING_API longer (hours)."
+        ),
+    ] = None,
+    max_failure_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--max-failure-rate", help="A problem when the window's failure rate is above this fraction (e.g. 0.25)."
+        ),
+    ] = None,
+    window_days: Annotated[
+        float, typer.Option("--window-days", help="The failure rate is of models first seen in these last days.")
+    ] = 7.0,
+    min_resolved: Annotated[
+        int, typer.Option("--min-resolved", help="Judge the failure rate only with at least this many resolved.")
+    ] = 5,
+    output_format: Annotated[str, typer.Option("--format", help="table (a line per problem) or json.")] = "table",
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Say so when nothing is wrong (silent by default).")
+    ] = False,
+    prometheus: PrometheusFile = None,
+) -> None:
+    """Alerting: judge the warehouse (no API call, no lock); a line per problem on stdout, silent when all is well."""
+    if output_format not in ("table", "json"):
+        finish("error: --format must be table or json", EXIT_USAGE)
+
+    def action() -> str:
+        from pipelines.check import Thresholds, print_check, run_check
+
+        thresholds = Thresholds(max_age, stuck_hours, max_failure_rate, window_days, min_resolved)
+        findings = run_check(thresholds)
+        if prometheus is not None:
+            from pipelines.prometheus import write_check_metrics
+
+            write_check_metrics(prometheus, findings)
+        line = print_check(findings, output_format, verbose)
+        if findings.problems:
+            raise typer.Exit(EXIT_FAILED)
+        return line
+
+    guarded(action)
 
 
 @app.command()
