@@ -187,8 +187,8 @@ def ours_command() -> list[str]:
 def base_env(url: str, workdir: Path, ours: bool) -> dict[str, str]:
     """The environment of one measured process.
 
-    Ours: ``PYTHONDONTWRITEBYTECODE=1``, so it gets only the bytecode ``uv sync`` compiled (``compile-bytecode``),
-    never a cache an earlier run wrote. The competitors: their best case, bytecode compiled beforehand
+    Ours: ``PYTHONDONTWRITEBYTECODE=1``, so it gets only the bytecode compiled for the environment (once per change,
+    by its first command: pipelines/bytecode.py), never a cache an earlier run wrote. The competitors: their best case, bytecode compiled beforehand
     (:func:`compile_site_packages`) and written if anything was missed.
     """
     env = dict(os.environ)
@@ -503,7 +503,7 @@ def table(results: list[Run], sizes: Sizes, info: dict[str, Any], judge: bool = 
 def compile_site_packages() -> None:
     """The competitors' best case: every module of the environment compiled to bytecode before timing.
 
-    With ``compile-bytecode`` (pyproject.toml) ``uv sync`` has done this already; this only fills any gap.
+    Ours compiles the environment once after each change (pipelines/bytecode.py); this only fills any gap.
     """
     for folder in sysconfig.get_path("purelib"), sysconfig.get_path("platlib"):
         subprocess.run(

@@ -320,11 +320,26 @@ def views(destination: Destination = "duckdb") -> None:
 
 @app.command()
 def report(
-    output_format: Annotated[str, typer.Option("--format", help="table (for people) or json (for scripts).")] = "table",
+    output_format: Annotated[
+        str, typer.Option("--format", help="table (for people), json (for scripts) or html (a self-contained page).")
+    ] = "table",
+    output: Annotated[
+        Path | None, typer.Option("--output", help="With --format html: write the page to this file (default stdout).")
+    ] = None,
 ) -> None:
-    """Print time in status, failure rates and stale models from the warehouse."""
-    if output_format not in ("table", "json"):
-        finish("error: --format must be table or json", EXIT_USAGE)
+    """Print time in status, failure rates, stale models and training from the warehouse; or write an HTML page."""
+    if output_format not in ("table", "json", "html"):
+        finish("error: --format must be table, json or html", EXIT_USAGE)
+    if output is not None and output_format != "html":
+        finish("error: --output goes with --format html", EXIT_USAGE)
+    if output_format == "html":
+
+        def page() -> str:
+            from pipelines.html_report import write_html_report
+
+            return write_html_report(output)
+
+        guarded(page)
     guarded(lambda: print_report(output_format))
 
 
@@ -466,6 +481,9 @@ def quiet_logs() -> None:
 
 def main() -> None:
     """The console script: run the command, then leave at once (see :func:`exit_now`)."""
+    from pipelines.bytecode import compile_when_changed
+
+    compile_when_changed()
     try:
         app()
     except SystemExit as done:

@@ -72,6 +72,7 @@ class Model:
     events: list[Event] = field(default_factory=list)
     written_at: datetime | None = None  # when an event was last written late: the record's updated_at moves then
     retrained_at: datetime | None = None  # deleted and created again under the same id: its metrics start again
+    planned_training: tuple[datetime, datetime] | None = None  # the span its curves were laid out over, once shown
 
     @property
     def id(self) -> str:
@@ -386,10 +387,10 @@ class World:
                     continue
                 moment = max(events[-1].created_at, self.now - timedelta(seconds=rng.uniform(0, seconds / 2)))
                 self.add_event(model.id, rng.choice(("STATUS_READY", "STATUS_PAUSED")), moment + timedelta(seconds=1))
-                if index % 50 == 0:
-                    self.add_event(
-                        model.id, "STATUS_TEMPORARILY_OFFLINE", events[-1].created_at - timedelta(seconds=30)
-                    )
+                late = events[-1].created_at - timedelta(seconds=30)
+                before = events[-2] if len(events) > 1 else None
+                if index % 50 == 0 and before and before.status != "STATUS_FINETUNING" and before.created_at < late:
+                    self.add_event(model.id, before.status, late)  # written late, repeating the status it falls in
                 changed += 1
             return changed
 
@@ -848,9 +849,13 @@ def step_metrics(model: Model, now: datetime) -> list[StepMetrics]:
     span = training_span(model.events, model.retrained_at)
     if span is None:
         return []
+    # Steps once shown never change: an event added later that ends the training sooner (a test's, the bench's)
+    # stops the curve there, as a real training stops logging, instead of laying it out anew over a shorter span.
+    if model.planned_training is None or model.planned_training[0] != span[0]:
+        model.planned_training = span
     base_type = str(model.body.get("settings", {}).get("base_model", {}).get("base_type", ""))
-    curves = training_curves(model.id, base_type, *span)
-    visible = bisect.bisect_right(curves, now, key=lambda step: step.created_at)
+    curves = training_curves(model.id, base_type, *model.planned_training)
+    visible = bisect.bisect_right(curves, min(now, span[1]), key=lambda step: step.created_at)
     return list(curves[:visible])
 
 

@@ -56,3 +56,28 @@ def test_report_imports_neither_the_runner_nor_arrow_nor_http(fake: Fake, workdi
     heavy = out.strip().splitlines()[-1]
     for name in ("pyarrow", "pandas", "httpx", "numpy"):
         assert name not in heavy, heavy
+
+
+def test_the_environment_is_compiled_once_per_change_in_the_background_and_silently(tmp_path: Path) -> None:
+    """No "Bytecode compiled" line on every command: the first command after the environment changed starts
+    compileall in the background and says nothing; the next one finds the stamp and starts nothing."""
+    import sysconfig
+
+    from pipelines.bytecode import STAMP, environment_fingerprint
+
+    stamp = Path(sys.prefix) / STAMP
+    stamp.unlink(missing_ok=True)
+    script = str(Path(sys.executable).parent / "cohere-events")
+    first = subprocess.run([script, "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0 and first.stderr == ""
+    packages = Path(sysconfig.get_paths()["purelib"])
+    assert stamp.read_text() == environment_fingerprint(packages)
+    again = subprocess.run([script, "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and again.stderr == ""
+    assert stamp.read_text() == environment_fingerprint(packages)
+
+    fake_packages = tmp_path / "site-packages"
+    (fake_packages / "dlt-1.31.0.dist-info").mkdir(parents=True)
+    before = environment_fingerprint(fake_packages)
+    (fake_packages / "dlt-1.31.0.dist-info").rename(fake_packages / "dlt-1.32.0.dist-info")
+    assert environment_fingerprint(fake_packages) != before, "an upgrade is a change"

@@ -1,0 +1,437 @@
+"""``cohere-events report --format html``: one self-contained page, readable offline and from ``file://``.
+
+Charts are matplotlib's SVG, inlined (text kept as text, so the page's own fonts draw it); no script, font, image or
+style comes from anywhere else. Every chart has a title and a description for screen readers and the table it was
+drawn from beside it, so nothing depends on seeing a picture. The figures are the ones ``report --format json``
+gives, plus the distribution of closed intervals per status and the lifecycle timings.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import math
+import os
+import re
+import tempfile
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from pipelines import config, locks
+from pipelines.report import STATUS_ORDER, duration, metric, percent, read_report
+
+LIFECYCLE_STEPS = {
+    "queue_seconds": "queue (QUEUED → FINETUNING)",
+    "training_seconds": "training (FINETUNING → DEPLOYING_API)",
+    "deploy_seconds": "deploy (DEPLOYING_API → READY)",
+    "time_to_ready_seconds": "first event → READY",
+}
+EXTRA_QUERIES = {
+    "failure_rates_weekly_all": "select * from {schema}.failure_rates_weekly order by cohort_week",
+    "closed_durations": """
+        select status, duration_seconds from {schema}.status_intervals
+        where not is_open and duration_seconds > 0
+    """,
+    "lifecycle": """
+        select step, count(value) as models, quantile_cont(value, 0.5) as p50_seconds,
+            quantile_cont(value, 0.9) as p90_seconds, max(value) as max_seconds
+        from (
+            unpivot (select queue_seconds, training_seconds, deploy_seconds, time_to_ready_seconds
+                     from {schema}.model_lifecycle)
+            on queue_seconds, training_seconds, deploy_seconds, time_to_ready_seconds
+            into name step value value
+        )
+        group by step
+    """,
+}
+INK, BAND, ACCENT = "#1f3b57", "#9fc3e6", "#c0392b"
+
+
+def write_html_report(output: Path | None) -> str:
+    """Render the page; write it to ``output`` (beside it first, then renamed) or stdout. Returns the last line."""
+    path = config.existing_warehouse("report")
+    report = read_report(path)
+    report.update(read_extra(path))
+    page = render(report)
+    if output is None:
+        print(page, flush=True)
+        return ""
+    write_atomically(output, page)
+    return f"wrote {output} ({len(page.encode()) / 1024:.0f} KB): {summary_words(report)}"
+
+
+def read_extra(path: Path) -> dict[str, Any]:
+    with locks.reading(config.pipelines_dir("duckdb")), duckdb.connect(str(path), read_only=True) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        found = {}
+        for key, sql in EXTRA_QUERIES.items():
+            result = con.execute(sql.format(schema=config.DATASET_NAME))
+            names = [column[0] for column in result.description or []]
+            found[key] = [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+    order = list(LIFECYCLE_STEPS)
+    found["lifecycle"].sort(key=lambda row: order.index(row["step"]))
+    return found
+
+
+def write_atomically(output: Path, text: str) -> None:
+    """Write beside ``output``, then rename over it: a failed write leaves no half-written page."""
+    folder = output.resolve().parent
+    handle, temporary = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, output)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def summary_words(report: dict[str, Any]) -> str:
+    rate = report["failure_rate"]
+    overall = "no resolved models" if not rate or rate["failure_rate"] is None else percent(rate["failure_rate"])
+    return f"failure rate {overall}, {len(report['stale_models'])} stale models"
+
+
+# --- the page -----------------------------------------------------------------------------------------------------
+
+
+def render(report: dict[str, Any]) -> str:
+    as_of = report["data_as_of"]
+    sections = [
+        failure_section(report),
+        status_section(report),
+        stale_section(report),
+        lifecycle_section(report),
+        training_section(report),
+    ]
+    return PAGE.format(
+        title="Fine-tuning lifecycle report",
+        as_of=esc("no load yet" if as_of is None else as_of[:19].replace("T", " ") + " UTC"),
+        warehouse=esc(report["warehouse"]),
+        body="\n".join(sections),
+    )
+
+
+def failure_section(report: dict[str, Any]) -> str:
+    rate = report["failure_rate"] or {}
+    weekly = report["failure_rates_weekly_all"]
+    headline = (
+        f'<p class="headline"><span id="overall-failure-rate">{esc(percent(rate.get("failure_rate")))}</span> of '
+        f"{rate.get('resolved', 0)} resolved models failed (95 % interval "
+        f"{esc(percent(rate.get('wilson_low')))} &ndash; {esc(percent(rate.get('wilson_high')))}); "
+        f"{rate.get('models', 0)} models, {rate.get('cancelled', 0)} "
+        f"cancelled, {rate.get('in_flight', 0)} in flight.</p>"
+    )
+    rows = [
+        [
+            str(row["cohort_week"]),
+            row["models"],
+            row["ready"],
+            row["failed"],
+            row["resolved"],
+            percent(row["failure_rate"]),
+            f"{percent(row['wilson_low'])} to {percent(row['wilson_high'])}",
+        ]
+        for row in weekly
+    ]
+    table = html_table(
+        "Failure rate by cohort week (UTC Monday of the model's first event)",
+        ["week", "models", "ready", "failed", "resolved", "failure rate", "95 % interval"],
+        rows,
+    )
+    chart = figure(
+        weekly_chart(weekly),
+        "Failure rate by cohort week, with its Wilson 95 % band",
+        "Weekly failure rate (failed over resolved models) as a line, the Wilson 95 % interval as a shaded band.",
+    )
+    return section("Failure rate", headline + chart + table)
+
+
+def status_section(report: dict[str, Any]) -> str:
+    rows = [
+        [
+            row["status"],
+            row["closed_intervals"],
+            row["open_intervals"],
+            row["models"],
+            duration(row["p50_seconds"]),
+            duration(row["p90_seconds"]),
+            duration(row["max_seconds"]),
+        ]
+        for row in report["time_in_status"]
+    ]
+    table = html_table(
+        "Time in status, closed intervals",
+        ["status", "closed", "open", "models", "p50", "p90", "max"],
+        rows,
+    )
+    chart = figure(
+        status_chart(report["closed_durations"]),
+        "How long models stay in each status",
+        "Box plots of closed interval durations per status, in hours on a logarithmic scale.",
+    )
+    return section("Time in status", chart + table)
+
+
+def stale_section(report: dict[str, Any]) -> str:
+    stale = report["stale_models"]
+    rows = [
+        [
+            row["finetuned_model_id"],
+            row["name"] or "",
+            row["current_status"],
+            str(row["current_since"])[:19],
+            duration(row["stuck_seconds"]),
+        ]
+        for row in stale
+    ]
+    if not rows:
+        return section("Stale models", "<p>No model has been queued, training or deploying for over 48 hours.</p>")
+    table = html_table(
+        f"{len(rows)} models queued, training or deploying for over 48 hours",
+        ["model id", "name", "status", "since (UTC)", "stuck for"],
+        rows,
+        css="stale",
+    )
+    return section("Stale models", table)
+
+
+def lifecycle_section(report: dict[str, Any]) -> str:
+    steps = report["lifecycle"]
+    rows = [
+        [
+            LIFECYCLE_STEPS[row["step"]],
+            row["models"],
+            duration(row["p50_seconds"]),
+            duration(row["p90_seconds"]),
+            duration(row["max_seconds"]),
+        ]
+        for row in steps
+    ]
+    table = html_table("Lifecycle timings", ["step", "models", "p50", "p90", "max"], rows)
+    chart = figure(
+        lifecycle_chart(steps),
+        "Lifecycle timings: median and 90th percentile",
+        "Horizontal bars of the median and 90th percentile hours each lifecycle step takes.",
+    )
+    return section("Lifecycle timings", chart + table)
+
+
+def training_section(report: dict[str, Any]) -> str:
+    training = report.get("training")
+    if not training:
+        return section("Training", "<p>This warehouse's views predate training metrics: run a load first.</p>")
+    by_base = html_table(
+        "Final metrics by base model (medians over models of the value at the last step)",
+        ["base model", "models", "median final accuracy", "median final cross-entropy", "diverged"],
+        [
+            [
+                row["base_model"],
+                row["models"],
+                metric(row["median_final_accuracy"]),
+                metric(row["median_final_cross_entropy"]),
+                row["diverged"],
+            ]
+            for row in training["by_base_model"]
+        ],
+    )
+    diverged = training["diverged"]
+    diverged_table = (
+        html_table(
+            f"{len(diverged)} diverged trainings (a loss went NaN or infinite)",
+            ["model id", "name", "base model", "first non-finite step", "last step", "final cross-entropy", "outcome"],
+            [
+                [
+                    row["finetuned_model_id"],
+                    row["name"] or "",
+                    row["base_model_name"] or "",
+                    row["first_non_finite_step"],
+                    row["last_step_number"],
+                    metric(row["final_cross_entropy"]),
+                    row["first_outcome"],
+                ]
+                for row in diverged
+            ],
+        )
+        if diverged
+        else "<p>No training diverged.</p>"
+    )
+    return section("Training", by_base + diverged_table)
+
+
+# --- charts (matplotlib, as inline SVG) ---------------------------------------------------------------------------
+
+
+def weekly_chart(weekly: list[dict[str, Any]]) -> str:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    judged = [row for row in weekly if row["failure_rate"] is not None]
+    if judged:
+        weeks = [as_date(row["cohort_week"]) for row in judged]
+        ax.fill_between(
+            weeks,
+            [row["wilson_low"] for row in judged],
+            [row["wilson_high"] for row in judged],
+            color=BAND,
+            alpha=0.6,
+            linewidth=0,
+            label="Wilson 95 %",
+        )
+        ax.plot(weeks, [row["failure_rate"] for row in judged], color=INK, marker="o", label="failure rate")
+        ax.set_xticks(weeks, [week.strftime("%d %b %Y") for week in weeks])
+        ax.legend(loc="upper left", frameon=False)
+    else:
+        ax.text(0.5, 0.5, "no resolved models yet", ha="center", va="center", transform=ax.transAxes)
+    ax.set_ylim(0, 1)
+    ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda value, _: f"{value:.0%}"))
+    ax.set_ylabel("failed / resolved")
+    fig.autofmt_xdate()
+    return svg(fig)
+
+
+def status_chart(durations: list[dict[str, Any]]) -> str:
+    plt = pyplot()
+    by_status: dict[str, list[float]] = {}
+    for row in durations:
+        by_status.setdefault(row["status"], []).append(row["duration_seconds"] / 3600)
+    statuses = sorted(by_status, key=lambda s: STATUS_ORDER.index(s) if s in STATUS_ORDER else len(STATUS_ORDER))
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    if statuses:
+        ax.boxplot(
+            [by_status[s] for s in statuses], orientation="horizontal", showfliers=True, flierprops={"markersize": 3}
+        )
+        ax.set_yticks(range(1, len(statuses) + 1), statuses)
+        ax.invert_yaxis()  # the lifecycle's order, top down
+        ax.set_xscale("log")
+        ax.set_xlabel("hours (log scale)")
+    else:
+        ax.text(0.5, 0.5, "no closed intervals yet", ha="center", va="center", transform=ax.transAxes)
+    return svg(fig)
+
+
+def lifecycle_chart(steps: list[dict[str, Any]]) -> str:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 2.8))
+    shown = [row for row in steps if row["p50_seconds"] is not None]
+    labels = [LIFECYCLE_STEPS[row["step"]] for row in shown]
+    positions = range(len(shown))
+    ax.barh([p + 0.2 for p in positions], [row["p90_seconds"] / 3600 for row in shown], 0.4, color=BAND, label="p90")
+    ax.barh([p - 0.2 for p in positions], [row["p50_seconds"] / 3600 for row in shown], 0.4, color=INK, label="p50")
+    ax.set_yticks(list(positions), labels)
+    ax.invert_yaxis()
+    ax.set_xlabel("hours")
+    if shown:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    return svg(fig)
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, imported only for the HTML report (a second of import)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update(
+        {
+            "svg.fonttype": "none",
+            "font.size": 10,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "svg.hashsalt": "cohere-events",
+        }
+    )
+    return plt
+
+
+def svg(fig: Any) -> str:
+    """The figure as an SVG element to inline: no XML prologue, sized by the page."""
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    pyplot().close(fig)
+    text = buffer.getvalue()
+    text = text[text.index("<svg") :]
+    return re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r"<svg\1", text, count=1)
+
+
+def figure(chart: str, title: str, description: str) -> str:
+    labelled = chart.replace("<svg", f'<svg role="img" aria-label="{esc(title)}. {esc(description)}"', 1)
+    return f"<figure>{labelled}<figcaption>{esc(title)}</figcaption></figure>"
+
+
+# --- HTML helpers -------------------------------------------------------------------------------------------------
+
+
+def html_table(caption: str, headers: list[str], rows: list[list[Any]], css: str = "") -> str:
+    head = "".join(f'<th scope="col">{esc(h)}</th>' for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>" for row in rows)
+    if not rows:
+        body = f'<tr><td colspan="{len(headers)}">none yet</td></tr>'
+    klass = f' class="{css}"' if css else ""
+    return (
+        f'<div class="scroll"><table{klass}><caption>{esc(caption)}</caption>'
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+    )
+
+
+def section(title: str, content: str) -> str:
+    anchor = title.lower().replace(" ", "-")
+    return f'<section aria-labelledby="{anchor}"><h2 id="{anchor}">{esc(title)}</h2>{content}</section>'
+
+
+def esc(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return html.escape(str(value))
+
+
+def as_date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="cohere-events">
+<title>{title}</title>
+<style>
+:root {{ color-scheme: light; --ink: #1b2733; --muted: #5b6b7a; --rule: #d8dee4; }}
+body {{ font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--ink);
+       margin: 0 auto; padding: 1rem; max-width: 72rem; }}
+header p {{ color: var(--muted); margin: 0.2rem 0; }}
+h1 {{ font-size: 1.6rem; margin-bottom: 0.2rem; }}
+h2 {{ font-size: 1.25rem; border-bottom: 1px solid var(--rule); padding-bottom: 0.2rem; margin-top: 2rem; }}
+.headline {{ font-size: 1.1rem; }}
+.headline span {{ font-size: 2rem; font-weight: 700; }}
+figure {{ margin: 1rem 0; }}
+figure svg {{ width: 100%; height: auto; max-width: 56rem; display: block; }}
+figcaption {{ color: var(--muted); font-size: 0.9rem; }}
+.scroll {{ overflow-x: auto; }}
+table {{ border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.92rem; }}
+caption {{ text-align: left; font-weight: 600; padding: 0.3rem 0; }}
+th, td {{ padding: 0.25rem 0.6rem; border-bottom: 1px solid var(--rule); text-align: left; white-space: nowrap; }}
+td {{ font-variant-numeric: tabular-nums; }}
+table.stale td:first-child {{ font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 0.85rem; }}
+@media (max-width: 40rem) {{ body {{ font-size: 15px; padding: 0.6rem; }} .headline span {{ font-size: 1.6rem; }} }}
+@media print {{ body {{ max-width: none; }} section {{ break-inside: avoid-page; }} .scroll {{ overflow: visible; }} }}
+</style>
+</head>
+<body>
+<header>
+<h1>{title}</h1>
+<p>Data as of <strong id="data-as-of">{as_of}</strong> (the last completed load)</p>
+<p>Warehouse: <code>{warehouse}</code></p>
+</header>
+<main>
+{body}
+</main>
+<footer><p>Made by cohere-events from the warehouse's views. All times UTC.</p></footer>
+</body>
+</html>
+"""
