@@ -187,9 +187,9 @@ def ours_command() -> list[str]:
 def base_env(url: str, workdir: Path, ours: bool) -> dict[str, str]:
     """The environment of one measured process.
 
-    Ours: ``PYTHONDONTWRITEBYTECODE=1``, so it gets only the bytecode compiled for the environment (once per change,
-    by its first command: pipelines/bytecode.py), never a cache an earlier run wrote. The competitors: their best case, bytecode compiled beforehand
-    (:func:`compile_site_packages`) and written if anything was missed.
+    Ours: ``PYTHONDONTWRITEBYTECODE=1``, so it gets only the bytecode compiled for the environment (once per
+    change, by its first command: pipelines/bytecode.py), never a cache an earlier run wrote. The competitors: their
+    best case, bytecode compiled beforehand (:func:`compile_site_packages`) and written if anything was missed.
     """
     env = dict(os.environ)
     for name in ("COHERE_API_KEY", "SOURCES__COHERE_FINETUNING__API_KEY", "PYTHONPYCACHEPREFIX"):
