@@ -466,10 +466,10 @@ def load_capped(pipeline: dlt.Pipeline, destination: str, notes: list[str], rest
     The training-step metrics of ``restarted`` models are deleted first, so that the package's rows (the model's
     whole new curve) replace them: an insert-only merge would keep the old value at every step both runs reached.
     """
-    replace_restarted(pipeline, restarted)
     retry = destination == "duckdb" and not user_memory_limit()
     try:
         with duckdb_memory_cap(destination):
+            replace_restarted(pipeline, restarted)  # under the cap too: a delete from a large table is a query
             pipeline.load()
     except Exception as error:
         if not retry or not out_of_memory(error):
