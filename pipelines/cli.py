@@ -309,10 +309,11 @@ def views(destination: Destination = "duckdb") -> None:
     quiet_logs()
 
     def action() -> str:
-        from pipelines.runner import make_pipeline
+        from pipelines.runner import make_pipeline, writing
         from pipelines.views import create_views
 
-        created = create_views(make_pipeline(destination))
+        with writing(config.pipelines_dir(destination), destination):  # readers never in its way, as for a run
+            created = create_views(make_pipeline(destination))
         return f"created {len(created)} views: {', '.join(created)}"
 
     guarded(action)
