@@ -45,6 +45,9 @@ DUCKDB_MEMORY_PER_THREAD_MB = 4
 DUCKDB_GLOBAL_CONFIG = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
 DUCKDB_ROWS_PER_INSERT = 100
 DUCKDB_RETRY_MIN_MB = 256  # the least a load gets once more after it ran out of the cap
+# What a merge needs grows with the warehouse: a fleet-wide change of 20,000 models (123k events, 1.5M metric values)
+# ran out of 32 MB and loaded in 64 MB. So the cap grows by this much per 10,000 models the warehouse holds.
+DUCKDB_MB_PER_10K_MODELS = 16
 
 
 STATE_VERSIONS_KEPT = 3
@@ -225,16 +228,21 @@ def make_pipeline(destination: str = "duckdb", progress: bool = False) -> dlt.Pi
 
 
 def duckdb_load_config(configured: dict[str, Any], memory_mb: int | None = None) -> dict[str, Any]:
-    """DuckDB's global settings for a run's load: the user's, with a memory cap sized for the threads (or
-    ``memory_mb``) unless they set ``memory_limit`` themselves."""
+    """DuckDB's global settings for a run's load: the user's, with a memory cap of at least ``memory_mb`` and enough
+    for the threads, unless they set ``memory_limit`` themselves."""
     try:
         threads = int(configured.get("threads", DUCKDB_LOAD_THREADS))
     except (TypeError, ValueError):
         return configured  # DuckDB says what is wrong with it
     if "memory_limit" in configured:
         return configured
-    memory_mb = memory_mb or max(DUCKDB_MEMORY_LIMIT_MB, threads * DUCKDB_MEMORY_PER_THREAD_MB)
+    memory_mb = max(memory_mb or 0, DUCKDB_MEMORY_LIMIT_MB, threads * DUCKDB_MEMORY_PER_THREAD_MB)
     return {**configured, "threads": threads, "memory_limit": f"{memory_mb}MB"}
+
+
+def merge_cap_mb(models: int) -> int:
+    """The load's cap for a warehouse that holds ``models`` models: what its merges need, measured."""
+    return DUCKDB_MEMORY_LIMIT_MB + DUCKDB_MB_PER_10K_MODELS * (models // 10_000)
 
 
 def user_memory_limit() -> bool:
@@ -372,7 +380,8 @@ def load_once(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
                 notes = trust_the_warehouse(pipeline)
                 events_before = count_rows(pipeline, "events")  # before a pending package loads: its rows are new
                 metrics_before = count_rows(pipeline, "training_step_metrics")
-            finished_pending = finish_pending(pipeline, options.destination, notes)
+                cap_mb = merge_cap_mb(count_rows(pipeline, "finetuned_models"))
+            finished_pending = finish_pending(pipeline, options.destination, notes, cap_mb)
             with warehouse_kept_open(options.destination):
                 expect_simulated = warehouse_simulated(pipeline)
                 based_on = warehouse_state_hash(pipeline)
@@ -400,7 +409,7 @@ def load_once(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
             pipeline.normalize()
             release_free_memory()
             with writing(folder, options.destination):
-                load_capped(pipeline, options.destination, notes, report.restarted)
+                load_capped(pipeline, options.destination, notes, report.restarted, cap_mb)
                 with warehouse_kept_open(options.destination):
                     new_events = count_rows(pipeline, "events") - events_before
                     new_metric_rows = count_rows(pipeline, "training_step_metrics") - metrics_before
@@ -448,17 +457,19 @@ def warehouse_name(destination: str) -> str:
     return str(path) if path else f"the {destination} dataset {config.DATASET_NAME}"
 
 
-def finish_pending(pipeline: dlt.Pipeline, destination: str, notes: list[str]) -> bool:
+def finish_pending(pipeline: dlt.Pipeline, destination: str, notes: list[str], cap_mb: int = 0) -> bool:
     """Load what an interrupted run left behind, so this run can extract new data afterwards."""
     if not pipeline.has_pending_data:
         return False
     source_state: Any = pipeline.state.get("sources", {}).get(SOURCE_NAME, {})
     pipeline.normalize()
-    load_capped(pipeline, destination, notes, list(source_state.get("restarted") or ()))
+    load_capped(pipeline, destination, notes, list(source_state.get("restarted") or ()), cap_mb)
     return True
 
 
-def load_capped(pipeline: dlt.Pipeline, destination: str, notes: list[str], restarted: Sequence[str] = ()) -> None:
+def load_capped(
+    pipeline: dlt.Pipeline, destination: str, notes: list[str], restarted: Sequence[str] = (), cap_mb: int = 0
+) -> None:
     """dlt's load step under the memory cap: the cap is for loading only, never for reading state or views.
 
     A load that runs out of the cap (a merge can need more than a flat peak allows, and the package would then stay
@@ -468,7 +479,7 @@ def load_capped(pipeline: dlt.Pipeline, destination: str, notes: list[str], rest
     """
     retry = destination == "duckdb" and not user_memory_limit()
     try:
-        with duckdb_memory_cap(destination):
+        with duckdb_memory_cap(destination, cap_mb):
             replace_restarted(pipeline, restarted)  # under the cap too: a delete from a large table is a query
             pipeline.load()
     except Exception as error:

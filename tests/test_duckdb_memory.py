@@ -104,3 +104,16 @@ def test_a_load_that_outgrows_the_cap_is_loaded_again_with_room_and_says_so(work
     rows = warehouse_events()
     assert len(rows) == len(set(rows))
     assert set(rows) == expected_events(world)
+
+
+def test_the_load_cap_grows_with_the_warehouse() -> None:
+    """A fleet-wide change at 20,000 models ran out of 32 MB and loaded in 64 MB (bench/README.md)."""
+    from pipelines.runner import duckdb_load_config, merge_cap_mb
+
+    assert merge_cap_mb(0) == merge_cap_mb(5_000) == DUCKDB_MEMORY_LIMIT_MB
+    assert merge_cap_mb(20_000) == 64
+    assert duckdb_load_config({}, merge_cap_mb(20_000))["memory_limit"] == "64MB"
+    assert (
+        duckdb_load_config({"threads": 64}, merge_cap_mb(20_000))["memory_limit"]
+        == f"{64 * DUCKDB_MEMORY_PER_THREAD_MB}MB"
+    )
