@@ -63,10 +63,11 @@ def trust_the_warehouse(pipeline: dlt.Pipeline) -> list[str]:
         return []  # nothing local to trust: dlt restores the warehouse's state itself
     local = json_decode_state(path.read_text(encoding="utf-8"))
     local_hash = str(local.get("_version_hash") or "")
-    stored = warehouse_state_hash(pipeline)
+    newest = newest_stored_state(pipeline, "s.version_hash, s.version")
+    stored, version = (str(newest[0] or ""), newest[1]) if newest else ("", None)
     notes: list[str] = []
     if pipeline.has_pending_data:
-        if stored in (local_hash, based_on(local)):
+        if stored in (local_hash, based_on(local)) or continues(local, version):
             return []  # the package continues what the warehouse holds: the run finishes it first
         pipeline._delete_pending_packages()  # dlt's own clean-up; abort_packages would record a load in this warehouse
         notes.append(DISCARDED)
@@ -88,6 +89,16 @@ def installed(pipeline_name: str, compressed: str, local: dict[str, Any]) -> dic
     state["_local"] = local.get("_local", {})
     mark_state_extracted(state, state["_version_hash"])  # type: ignore[arg-type]
     return state
+
+
+def continues(local: dict[str, Any], stored_version: Any) -> bool:
+    """For a package extracted before ``based_on`` was kept (the previous release): whether its state is the one
+    right after the warehouse's newest, as dlt numbers them."""
+    if based_on(local) is not None:
+        return False
+    if stored_version is None:
+        return int(local.get("_state_version", 0)) <= 1  # a first load, killed after extracting
+    return int(local.get("_state_version", 0)) == int(stored_version) + 1
 
 
 def based_on(state: dict[str, Any]) -> str | None:

@@ -280,3 +280,36 @@ def test_a_warehouse_loaded_before_the_upgrade_keeps_loading_exactly(fake: Fake,
     again = cli("run")
     assert again.exit_code == 0 and "fetched 0 models" in again.stdout
     assert_exact(fake.world)
+
+
+PREVIOUS_RELEASE = Path(__file__).parent / "fixtures" / "warehouse-7e1668f-pending.tar.gz"
+
+
+def test_a_warehouse_and_local_state_of_the_previous_release_with_a_pending_package_keep_loading_exactly(
+    fake: Fake, workdir: Path
+) -> None:
+    """What 7e1668f (the release before the warehouse became the truth) left: a warehouse that loaded this world,
+    its dlt working folder, and a load package from a run killed after extracting one new event. The upgrade's first
+    run finishes that package (its state is the one right after the warehouse's), then reads nothing more."""
+    import json
+    import tarfile
+
+    with tarfile.open(PREVIOUS_RELEASE) as packed:
+        packed.extractall(workdir, filter="data")
+    (old_folder,) = (workdir / ".dlt-data" / "pipelines").iterdir()
+    old_folder.rename(pipelines_dir("duckdb"))  # the folder is named after the warehouse's absolute path
+    state_file = pipelines_dir("duckdb") / "cohere_events" / "state.json"
+    state = json.loads(state_file.read_text())
+    state["_local"]["initial_cwd"] = str(workdir)  # where the previous release ran from: another temporary folder
+    state_file.write_text(json.dumps(state))
+    model = next(iter(fake.world.models.values()))
+    newest = fake.world.events_of(model.id)[-1].created_at
+    fake.world.add_event(model.id, "STATUS_PAUSED", min(NOW, newest + timedelta(seconds=5)), user_id="u-1")
+    result = cli("run")
+    assert result.exit_code == 0, result.stderr
+    assert "finished an interrupted earlier load first" in result.stdout
+    assert "discarded" not in result.stderr
+    assert_exact(fake.world)
+    again = cli("run")
+    assert again.exit_code == 0 and "fetched 0 models" in again.stdout, again.stdout
+    assert_exact(fake.world)
