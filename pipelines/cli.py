@@ -189,10 +189,20 @@ class HeldWarnings(logging.Filter):
         self.records = None
 
     def release(self) -> None:
+        """Show what was held, once the command succeeded; but not DuckDB running out of a load's memory cap: the
+        load was retried with more room, and a note says so in one line (see runner.load_capped)."""
         for name in self.LOGGERS:
             logging.getLogger(name).removeFilter(self)
         for record in self.records or []:
-            logging.getLogger(record.name).handle(record)
+            if not self.out_of_memory(record):
+                logging.getLogger(record.name).handle(record)
+
+    @staticmethod
+    def out_of_memory(record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += str(record.exc_info[1])
+        return "Out of Memory Error" in text or "was not fully loaded" in text
 
 
 def one_line(error: BaseException) -> str:
