@@ -194,11 +194,12 @@ class HeldWarnings(logging.Filter):
         for name in self.LOGGERS:
             logging.getLogger(name).removeFilter(self)
         for record in self.records or []:
-            if not self.out_of_memory(record):
+            if not self.retried_load(record):
                 logging.getLogger(record.name).handle(record)
 
     @staticmethod
-    def out_of_memory(record: logging.LogRecord) -> bool:
+    def retried_load(record: logging.LogRecord) -> bool:
+        """dlt's report of a load job that ran out of memory or was left for a retry, which then succeeded."""
         text = record.getMessage()
         if record.exc_info and record.exc_info[1] is not None:
             text += str(record.exc_info[1])
@@ -351,6 +352,7 @@ def report(
             return write_html_report(output)
 
         guarded(page)
+        return
     guarded(lambda: print_report(output_format))
 
 

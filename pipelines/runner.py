@@ -245,10 +245,14 @@ def merge_cap_mb(models: int) -> int:
     return DUCKDB_MEMORY_LIMIT_MB + DUCKDB_MB_PER_10K_MODELS * (models // 10_000)
 
 
+def configured_duckdb() -> dict[str, Any]:
+    """The DuckDB global settings the user configured the dlt way (environment or config files)."""
+    return dict(dlt.config.get("destination.duckdb.credentials.global_config", dict) or {})
+
+
 def user_memory_limit() -> bool:
     """Whether the user set DuckDB's ``memory_limit`` themselves (then it is theirs to raise)."""
-    configured = dlt.config.get("destination.duckdb.credentials.global_config", dict) or {}
-    return "memory_limit" in configured
+    return "memory_limit" in configured_duckdb()
 
 
 def roomier_cap_mb() -> int:
@@ -278,8 +282,7 @@ def duckdb_memory_cap(destination: str, memory_mb: int | None = None) -> Iterato
     if destination != "duckdb":
         yield
         return
-    configured = dlt.config.get("destination.duckdb.credentials.global_config", dict) or {}
-    with environment({DUCKDB_GLOBAL_CONFIG: orjson.dumps(duckdb_load_config(dict(configured), memory_mb)).decode()}):
+    with environment({DUCKDB_GLOBAL_CONFIG: orjson.dumps(duckdb_load_config(configured_duckdb(), memory_mb)).decode()}):
         yield
 
 
