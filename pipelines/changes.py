@@ -47,18 +47,6 @@ class ModelRef:
         return cls(str(model["id"]), str(model.get("status") or ""), str(updated) if updated else None)
 
     @property
-    def updated_us(self) -> int | None:
-        """``updated_at`` in microseconds since the epoch; None when absent or unreadable."""
-        if self.updated_at is None:
-            return None
-        try:
-            moment = datetime.fromisoformat(self.updated_at.replace("Z", "+00:00").replace("z", "+00:00"))
-        except ValueError:
-            return None  # e.g. nine fractional digits: the run's own clock stands in
-        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-        return (moment - EPOCH) // _MICROSECOND
-
-    @property
     def fingerprint(self) -> str:
         """The model record's version: status and ``updated_at``, hashed to keep dlt state small."""
         if self.updated_at is None:

@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 
 from pipelines import config, locks
+from pipelines.status import as_utc, iso
 
 WATCHED = ("QUEUED", "FINETUNING", "DEPLOYING_API")  # statuses a model should leave on its own
 Z = 1.96  # Wilson score interval at 95 %, as the views compute it
@@ -211,15 +212,6 @@ def print_check(findings: Findings, output_format: str, verbose: bool) -> str:
         f"models, {findings.stale_models} stale, failure rate {rate} of {window['resolved']} resolved in the last "
         f"{window['days']:g} days"
     )
-
-
-def as_utc(value: Any) -> datetime:
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def hours(seconds: float) -> str:

@@ -234,7 +234,7 @@ def cohere_finetuning(
     )
     async def events() -> AsyncIterator[pa.Table]:
         async def fetch(api: FinetuningClient, model: ModelRef, out: asyncio.Queue[pa.Table | None]) -> None:
-            clock = max(model.updated_us or 0, started_us)  # no cursor runs ahead of what the API's clock vouches for
+            clock = api_clock(model.updated_at, started_us)  # no cursor runs ahead of what that clock vouches for
             cursor = seen[0].get(model.id).cursor
             newest = await fetch_events(
                 api, model.id, None if cursor is None else min(cursor, clock), lookback, out, report
@@ -671,6 +671,18 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def to_micros(moment: datetime) -> int:
     return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+def api_clock(updated_at: str | None, started_us: int) -> int:
+    """The latest moment the API's clock vouches for, in microseconds: the model's ``updated_at`` or the run's start,
+    whichever is later (the start alone when ``updated_at`` is absent or unreadable)."""
+    if not updated_at:
+        return started_us
+    try:
+        updated_us = parse_timestamps([updated_at], "updated_at").cast(pa.int64())[0].as_py()
+    except MalformedResponseError:
+        return started_us
+    return max(int(updated_us), started_us)
 
 
 def iso_micros(micros: int) -> str:
