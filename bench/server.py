@@ -19,7 +19,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipelines.fake_api import FakeApiServer, FakeCohereApi, Faults, World
+from pipelines.providers.cohere.simulator import FakeApiServer, FakeCohereApi, Faults, World
 
 
 class ListedWorld(World):

@@ -121,9 +121,9 @@ def log_line(message: str, code: int, log_file: Path) -> None:
 
 
 def exit_code_for(error: BaseException) -> int:
-    from pipelines.client import AuthError
+    from pipelines.extract import MixedOriginError
+    from pipelines.providers.cohere.client import AuthError
     from pipelines.runner import Interrupted, LockedError
-    from pipelines.source import MixedOriginError
 
     if isinstance(error, KeyboardInterrupt):
         # ours, or dlt's SignalReceivedException once it has drained its normalize or load jobs
@@ -294,7 +294,7 @@ def demo(
     quiet_logs()
 
     def action() -> str:
-        from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World
+        from pipelines.providers.cohere.simulator import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World
         from pipelines.runner import run_load
 
         options = load_options(
@@ -468,7 +468,14 @@ def fake_api(
     retired: Annotated[bool, typer.Option("--retired", help="Answer 410 everywhere, as after the retirement.")] = False,
 ) -> None:
     """Serve the simulated Cohere fine-tuning API in the foreground, for notebooks and development."""
-    from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, Faults, World, serve_forever
+    from pipelines.providers.cohere.simulator import (
+        DEFAULT_API_KEY,
+        FakeApiServer,
+        FakeCohereApi,
+        Faults,
+        World,
+        serve_forever,
+    )
 
     key = api_key or DEFAULT_API_KEY
     world = (

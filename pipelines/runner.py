@@ -29,9 +29,10 @@ from dlt.common.runtime.collector import LogCollector, NullCollector
 
 from pipelines import config, locks
 from pipelines.changes import DEFAULT_RECHECK_HOURS
-from pipelines.client import CohereApiError
+from pipelines.extract import MixedOriginError, RunReport
 from pipelines.memory import fix_mmap_threshold, imports_out_of_gc, release_free_memory
-from pipelines.source import SOURCE_NAME, MixedOriginError, RunReport, cohere_finetuning
+from pipelines.providers.cohere.client import CohereApiError
+from pipelines.providers.cohere.source import SOURCE_NAME, cohere_finetuning
 from pipelines.warehouse_state import trust_the_warehouse, warehouse_state_hash
 
 # DuckDB's buffer pool for a run's load, beyond which it spills to a temporary folder beside the warehouse: without

@@ -197,8 +197,8 @@ def read_local(destination: str, folder: Path) -> dict[str, Any]:
     if not (folder / config.PIPELINE_NAME / "state.json").is_file():
         return found
     from pipelines.changes import SeenModels
+    from pipelines.providers.cohere.source import SOURCE_NAME
     from pipelines.runner import make_pipeline
-    from pipelines.source import SOURCE_NAME
 
     pipeline = make_pipeline(destination)
     found["pending_packages"] = sorted(

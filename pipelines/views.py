@@ -44,7 +44,14 @@ from dlt.destinations.job_client_impl import SqlJobClientBase
 from sqlglot import ErrorLevel, exp
 from sqlglot.errors import UnsupportedError
 
-from pipelines.source import EVENT_COLUMNS, EVENTS_KEY, METRIC_COLUMNS, METRICS_KEY, MODEL_COLUMNS, SOURCE_NAME
+from pipelines.providers.cohere.source import (
+    EVENT_COLUMNS,
+    EVENTS_KEY,
+    METRIC_COLUMNS,
+    METRICS_KEY,
+    MODEL_COLUMNS,
+    SOURCE_NAME,
+)
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 VIEW_FILE = re.compile(r"^\d+_([a-z][a-z0-9_]*)\.sql$")

@@ -27,7 +27,8 @@ from dlt.common.destination.exceptions import DestinationUndefinedEntity
 from dlt.common.versioned_state import decompress_state, json_decode_state, json_encode_state
 from dlt.pipeline.state_sync import mark_state_extracted, migrate_state_to_current
 
-from pipelines.source import BASED_ON, SOURCE_NAME
+from pipelines.extract import BASED_ON
+from pipelines.providers.cohere.source import SOURCE_NAME
 
 STATE_FILE = "state.json"
 DISCARDED = "discarded an interrupted run's load package made for another copy of the warehouse"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.fake_api import FakeApiServer, FakeCohereApi, World
+from pipelines.providers.cohere.simulator import FakeApiServer, FakeCohereApi, World
 from tests.postgres import postgres_server
 from tests.support import NOW, Fake
 

@@ -18,7 +18,7 @@ import duckdb
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, Model, World
+from pipelines.providers.cohere.simulator import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, Model, World
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 EventRow = tuple[str, datetime, str, str | None]

@@ -17,7 +17,7 @@ import pytest
 
 from pipelines.changes import ModelRef, Rechecks, Seen, SeenModels, what_to_read
 from pipelines.config import pipelines_dir
-from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World
+from pipelines.providers.cohere.simulator import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World
 from tests.support import NOW, Fake, cli, empty_model, expected_events, query, warehouse_events
 
 DAY = 86400.0
@@ -152,7 +152,7 @@ def test_full_and_model_id_read_unchanged_models(fake: Fake) -> None:
 KILL_AFTER_EXTRACT = """
 import os, signal, sys
 from pipelines.runner import make_pipeline
-from pipelines.source import cohere_finetuning
+from pipelines.providers.cohere.source import cohere_finetuning
 pipeline = make_pipeline()
 pipeline.extract(cohere_finetuning(api_key=sys.argv[1], base_url=sys.argv[2], requests_per_minute=0))
 os.kill(os.getpid(), signal.SIGKILL)
@@ -180,8 +180,8 @@ def test_a_run_killed_after_extraction_marks_nothing_as_seen(fake: Fake, workdir
 RUN_WITH_SMALL_BATCHES = """
 import faulthandler, sys
 faulthandler.dump_traceback_later(float(sys.argv[1]), exit=True)
-from pipelines import source
-source.BATCH_ROWS = 2
+from pipelines import extract
+extract.BATCH_ROWS = 2
 from pipelines.cli import app
 app(sys.argv[2:], prog_name="cohere-events")
 """

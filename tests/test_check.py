@@ -13,7 +13,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipelines.check import wilson
-from pipelines.fake_api import World
+from pipelines.providers.cohere.simulator import World
 from tests.support import Fake, cli
 
 WATCHED = {"STATUS_QUEUED", "STATUS_FINETUNING", "STATUS_DEPLOYING_API"}

@@ -7,7 +7,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World
+from pipelines.providers.cohere.simulator import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World
 from tests.support import NOW, cli, expected_events
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World
+from pipelines.providers.cohere.simulator import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World
 from pipelines.runner import (
     DUCKDB_GLOBAL_CONFIG,
     DUCKDB_LOAD_THREADS,

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from pipelines.cli import app
 from pipelines.export import MANIFEST, NAMES, PARTITIONED, export_warehouse, swap_by_renames
-from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World
+from pipelines.providers.cohere.simulator import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World
 from pipelines.runner import LoadOptions, run_load
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

@@ -17,7 +17,7 @@ import pytest
 import typer
 
 from pipelines.cli import guarded
-from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, Faults, World
+from pipelines.providers.cohere.simulator import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, Faults, World
 from tests.support import NOW, Fake, cli, cli_process, expected_events, loaded_tables, warehouse_events
 
 
@@ -176,7 +176,7 @@ def test_a_run_killed_during_extraction_is_completed_by_the_next(workdir: Path) 
 KILL_AFTER_EXTRACT = """
 import os, signal, sys
 from pipelines.runner import make_pipeline
-from pipelines.source import cohere_finetuning
+from pipelines.providers.cohere.source import cohere_finetuning
 pipeline = make_pipeline()
 pipeline.extract(cohere_finetuning(api_key=sys.argv[1], base_url=sys.argv[2], requests_per_minute=0))
 os.kill(os.getpid(), signal.SIGKILL)

@@ -12,7 +12,14 @@ import cohere
 import httpx
 import pytest
 
-from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, Faults, World, training_span
+from pipelines.providers.cohere.simulator import (
+    DEFAULT_API_KEY,
+    FakeApiServer,
+    FakeCohereApi,
+    Faults,
+    World,
+    training_span,
+)
 from tests.support import NOW
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from dlt.common.storages.file_storage import FileStorage
 
-from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World
+from pipelines.providers.cohere.simulator import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World
 from pipelines.runner import host_error, root_cause
 from tests.support import NOW, cli, cli_process, expected_events, warehouse_events
 
@@ -188,7 +188,7 @@ def assert_exact_world(world: World) -> None:
 EXTRACT_THEN_DIE = """
 import os, signal, sys
 from pipelines.runner import make_pipeline
-from pipelines.source import cohere_finetuning
+from pipelines.providers.cohere.source import cohere_finetuning
 pipeline = make_pipeline()
 pipeline.extract(cohere_finetuning(api_key=sys.argv[1], base_url=sys.argv[2], requests_per_minute=0))
 pipeline.normalize()

@@ -10,14 +10,14 @@ import httpx
 import pytest
 from tenacity import RetryCallState
 
-from pipelines.client import (
+from pipelines.providers.cohere.client import (
     ApiRetiredError,
     ClientSettings,
     FinetuningClient,
     MalformedResponseError,
     RetryableError,
 )
-from pipelines.fake_api import DEFAULT_API_KEY, MODELS_PATH
+from pipelines.providers.cohere.simulator import DEFAULT_API_KEY, MODELS_PATH
 from tests.support import Fake, ForwardProxy, cli, empty_model, expected_events, warehouse_events
 
 LIST_PAGE = 12  # 25 models: three pages of the model list, and every model's events on one page

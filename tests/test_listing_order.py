@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World
+from pipelines.providers.cohere.simulator import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World
 from tests.support import NOW, cli, empty_model, expected_events, query, warehouse_events
 from tests.test_training_summary import expected_metrics, warehouse_metrics
 

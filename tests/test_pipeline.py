@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import uvloop
 
-from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, Faults, World
+from pipelines.providers.cohere.simulator import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, Faults, World
 from pipelines.runner import DUCKDB_ROWS_PER_INSERT, duckdb_memory_cap, make_pipeline, uvloop_event_loops
 from tests.support import NOW, Fake, ForwardProxy, cli, empty_model, expected_events, query, warehouse_events
 

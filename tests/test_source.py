@@ -8,8 +8,8 @@ import pyarrow as pa
 import pytest
 
 from pipelines import arrow
-from pipelines.client import MalformedResponseError
-from pipelines.source import EVENTS_SCHEMA, events_table, pages_table
+from pipelines.providers.cohere.client import MalformedResponseError
+from pipelines.providers.cohere.source import EVENTS_SCHEMA, events_table, pages_table
 
 MIDNIGHT = datetime(2025, 3, 1, tzinfo=UTC)
 
@@ -108,11 +108,11 @@ def test_rows_closed_early_never_leave_their_producer_hanging(tmp_path, monkeypa
 
     import dlt
 
-    from pipelines import source
+    from pipelines import extract
     from pipelines.changes import ModelRef
-    from pipelines.source import ModelFeed, RunReport, fan_out
+    from pipelines.extract import ModelFeed, RunReport, fan_out
 
-    monkeypatch.setattr(source, "BATCH_ROWS", 10)
+    monkeypatch.setattr(extract, "BATCH_ROWS", 10)
     dlt.pipeline("fan_out_test", pipelines_dir=str(tmp_path), destination="duckdb")  # the current pipeline
     row = pa.table({"n": [1]})
 

@@ -15,7 +15,7 @@ import pytest
 
 from pipelines import config
 from pipelines.export import MANIFEST
-from pipelines.fake_api import DEFAULT_API_KEY
+from pipelines.providers.cohere.simulator import DEFAULT_API_KEY
 from tests.support import Fake, cli, expected_events, query
 
 SECRETS_GLOBAL_CONFIG = '[destination.duckdb.credentials]\nglobal_config = {memory_limit = "1GB"}\n'
@@ -147,7 +147,7 @@ def test_status_after_a_run_counts_what_the_warehouse_holds(fake: Fake, workdir:
 KILL_AFTER_EXTRACT = """
 import os, signal, sys
 from pipelines.runner import make_pipeline
-from pipelines.source import cohere_finetuning
+from pipelines.providers.cohere.source import cohere_finetuning
 pipeline = make_pipeline()
 pipeline.extract(cohere_finetuning(api_key=sys.argv[1], base_url=sys.argv[2], requests_per_minute=0))
 os.kill(os.getpid(), signal.SIGKILL)
@@ -252,7 +252,7 @@ def test_status_reports_training_step_metrics_when_the_table_exists(fake: Fake, 
 def test_status_polled_during_a_big_run_never_fails_it_and_tells_it_from_a_dead_one(workdir: Path) -> None:
     """A first run of 1,500 models, with `status` asked again and again until it ends: the run never fails for it,
     and every answer during the run says it is running (its pid, its start) and that nothing is pending."""
-    from pipelines.fake_api import FakeApiServer, FakeCohereApi, World
+    from pipelines.providers.cohere.simulator import FakeApiServer, FakeCohereApi, World
     from tests.support import NOW, cli_process
 
     world = World(models=1500, seed=8, now=NOW)

@@ -13,8 +13,8 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World, training_span
-from pipelines.source import METRICS_SCHEMA
+from pipelines.providers.cohere.simulator import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World, training_span
+from pipelines.providers.cohere.source import METRICS_SCHEMA
 from pipelines.views import create_views
 from tests.support import NOW, cli
 from tests.test_views import VIEWS, events_table, hand_made, lifecycle_events, make_pipeline, model_rows, rows

@@ -16,7 +16,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from pipelines.source import (
+from pipelines.providers.cohere.source import (
     EVENT_COLUMNS,
     EVENTS_KEY,
     EVENTS_SCHEMA,

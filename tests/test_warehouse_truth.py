@@ -10,7 +10,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pipelines.fake_api import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World
+from pipelines.providers.cohere.simulator import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World
 from tests.support import NOW, Fake, cli, expected_events, query, warehouse_events
 
 WAREHOUSE = Path("cohere_events.duckdb")
@@ -18,7 +18,7 @@ WAREHOUSE = Path("cohere_events.duckdb")
 KILL_AFTER_EXTRACT = """
 import os, signal, sys
 from pipelines.runner import make_pipeline
-from pipelines.source import cohere_finetuning
+from pipelines.providers.cohere.source import cohere_finetuning
 pipeline = make_pipeline()
 pipeline.extract(cohere_finetuning(api_key=sys.argv[1], base_url=sys.argv[2], requests_per_minute=0))
 os.kill(os.getpid(), signal.SIGKILL)

@@ -1,4 +1,7 @@
-"""An async httpx client for Cohere's fine-tuning API: auth, paging, retries, rate limit and concurrency."""
+"""The HTTP machinery every provider's client shares: auth, retries, the rate limit, concurrency and errors.
+
+A provider's client subclasses :class:`ApiClient` and adds its endpoints; everything here is provider-neutral.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,8 @@ import functools
 import random
 import ssl
 import urllib.request
-from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import quote
+from typing import Any, Self
 
 import httpx
 import orjson
@@ -23,42 +24,34 @@ from tenacity import (
     stop_after_delay,
 )
 
-MODELS_PATH = "/v1/finetuning/finetuned-models"
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 CLIENT_NAME = "cohere-events"
-SIMULATED_HEADER = "X-Cohere-Events-Simulated"  # set by the simulated API, so no warehouse mixes its data with real
-# Pages one listing may take before the client calls it a loop: 10 million items at the default page size, far
-# beyond any real model list or history, yet finite, so that a server that never ends a listing cannot page forever.
-MAX_PAGES = 100_000
-SAME_ITEM_PAGES = 16  # one-item pages served the same this many times more in a row: a loop, not twin events
-LOOPING = "(a looping server or caching proxy)"
-RETIRED = "Cohere retired fine-tuning on 2025-09-15; point CO_API_URL at a deployment that still serves it"
+SIMULATED_HEADER = "X-Cohere-Events-Simulated"  # set by the simulated APIs, so no warehouse mixes their data with real
 # httpx checks every connection of its pool on each request, so one pool of 16 connections costs about twice the
 # CPU per request of eight pools of 2: requests go to the least busy of several small pools.
 CONNECTIONS_PER_POOL = 2
+# Pages one listing may take before the client calls it a loop: 10 million items at the default page size, far
+# beyond any real model list or history, yet finite, so that a server that never ends a listing cannot page forever.
+MAX_PAGES = 100_000
 
 
-class CohereApiError(Exception):
+class ApiError(Exception):
     """A failure talking to the API; its message is one line and never contains the API key."""
 
 
-class AuthError(CohereApiError):
+class AuthError(ApiError):
     """The API refused the key (401 or 403)."""
 
 
-class ApiRetiredError(CohereApiError):
-    """The fine-tuning API is gone: 410 anywhere, or 404 on the model list. Cohere retired fine-tuning in 2025."""
+class NotFoundError(ApiError):
+    """One item (a model, a job) answered 404."""
 
 
-class ModelNotFoundError(CohereApiError):
-    """One fine-tuned model answered 404."""
-
-
-class MalformedResponseError(CohereApiError):
+class MalformedResponseError(ApiError):
     """A page that is not the JSON the API documents, or a listing that never ends."""
 
 
-class RetryableError(CohereApiError):
+class RetryableError(ApiError):
     """A 408, 429 or 5xx answer, or a connection failure, that is worth another attempt."""
 
     def __init__(self, message: str, retry_after: float | None = None) -> None:
@@ -105,8 +98,13 @@ class SharedLimits:
         return cls(make_limiter(settings.requests_per_minute), asyncio.Semaphore(max(1, settings.concurrency)))
 
 
-class FinetuningClient:
-    """Pages through fine-tuned models and their events. Use ``async with``; one instance per event loop."""
+class ApiClient:
+    """GETs JSON objects with retries under the run's shared limits. Use ``async with``; one per event loop.
+
+    Subclasses name the variable that holds the key (``key_hint``) and may map statuses (``error_for``).
+    """
+
+    key_hint = "the API key"
 
     def __init__(
         self,
@@ -136,91 +134,12 @@ class FinetuningClient:
         timeout = httpx.Timeout(settings.timeout_seconds, connect=min(10.0, settings.timeout_seconds))
         self.extensions = {"timeout": timeout.as_dict()}
 
-    async def __aenter__(self) -> FinetuningClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         for pool in self.pools:
             await pool.aclose()
-
-    async def list_model_pages(self) -> AsyncIterator[list[dict[str, Any]]]:
-        """Every fine-tuned model, a page at a time, oldest first, with the W&B key removed."""
-        try:
-            async for number, models in self.pages(MODELS_PATH, "finetuned_models", "the model list"):
-                yield [checked_id(scrub_model(model), f"the model list, page {number}") for model in models]
-        except ModelNotFoundError as error:
-            raise ApiRetiredError(f"the fine-tuning API answered {error}: {RETIRED}") from None
-
-    async def get_model(self, model_id: str) -> dict[str, Any]:
-        """One fine-tuned model, with the W&B key removed; raises ModelNotFoundError on 404, ApiRetiredError on 410."""
-        body = await self.get_json(f"{MODELS_PATH}/{quote(model_id, safe='')}", {}, f"model {model_id}")
-        model = body.get("finetuned_model")
-        if not isinstance(model, dict):
-            raise MalformedResponseError(f"malformed response for model {model_id}: no finetuned_model object")
-        return checked_id(scrub_model(model), f"model {model_id}")
-
-    async def event_pages(self, model_id: str) -> AsyncGenerator[tuple[int, list[dict[str, Any]]]]:
-        """A model's status events newest first, as (page number, events); stop iterating to stop paging."""
-        path = f"{MODELS_PATH}/{quote(model_id, safe='')}/events"
-        async for number, events in self.pages(path, "events", f"model {model_id}", order="created_at desc"):
-            yield number, events
-
-    async def metric_pages(self, model_id: str) -> AsyncGenerator[tuple[int, list[dict[str, Any]]]]:
-        """A model's training-step metrics as (page number, step metrics), in the order the API serves them (it
-        documents newest step first; the endpoint takes no order_by); stop iterating to stop paging."""
-        path = f"{MODELS_PATH}/{quote(model_id, safe='')}/training-step-metrics"
-        what = f"training-step metrics of model {model_id}"
-        async for number, metrics in self.pages(path, "step_metrics", what, order=None):
-            yield number, metrics
-
-    async def pages(
-        self, path: str, items_key: str, what: str, order: str | None = "created_at"
-    ) -> AsyncIterator[tuple[int, list[dict[str, Any]]]]:
-        """Every page of a listing as (page number, items), sending ``order`` as order_by unless it is None.
-
-        A listing that repeats a page token, serves the same page twice in a row, or runs past ``max_pages``
-        raises MalformedResponseError instead of paging forever.
-        """
-        token: str | None = None
-        tokens: set[str] = set()
-        previous, repeats = b"", 0
-        for number in range(1, self.settings.max_pages + 1):
-            params: dict[str, Any] = {"page_size": self.settings.page_size}
-            if order is not None:
-                params["order_by"] = order
-            if token:
-                params["page_token"] = token
-            where = f"{what}, page {number}"
-            body = await self.get_json(path, params, where)
-            items = body.get(items_key, [])  # proto3 JSON leaves an empty list out
-            if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
-                raise MalformedResponseError(f"malformed response for {where}: '{items_key}' is not a list of objects")
-            token = body.get("next_page_token") or None  # absent, null and "" all end the listing
-            if token is not None and not isinstance(token, str):
-                raise MalformedResponseError(f"malformed response for {where}: next_page_token is not a string")
-            if items:
-                # a snapshot, not the items: the consumer may change them (the W&B key is removed)
-                snapshot = orjson.dumps(items)
-                repeats = repeats + 1 if snapshot == previous else 0
-                # a page of one item may truly repeat (twin events at page size 1); a longer page never does
-                if repeats >= (1 if len(items) > 1 else SAME_ITEM_PAGES):
-                    raise MalformedResponseError(
-                        f"the API served the same page again for {what} at page {number} {LOOPING}; stopped paging"
-                    )
-                previous = snapshot
-            if token in tokens:
-                raise MalformedResponseError(
-                    f"the API repeated page token {self.redact(token or '')[:24]!r} for {what} at page {number} "
-                    f"{LOOPING}; stopped paging"
-                )
-            yield number, items
-            if token is None:
-                return
-            tokens.add(token)
-        raise MalformedResponseError(
-            f"the API served more than {self.settings.max_pages} pages for {what}; stopped paging at page "
-            f"{self.settings.max_pages} (a looping server or caching proxy?)"
-        )
 
     async def get_json(self, path: str, params: dict[str, Any], where: str) -> dict[str, Any]:
         """GET with retries on 408, 429, 5xx and connection errors; returns the decoded JSON object."""
@@ -243,7 +162,7 @@ class FinetuningClient:
                         raise first
                     return await self.get_once(path, params, where)
         except RetryableError as error:
-            raise CohereApiError(
+            raise ApiError(
                 f"{error} (gave up after {self.settings.max_attempts} attempts or "
                 f"{self.settings.max_retry_seconds:.0f} s)"
             ) from None
@@ -290,21 +209,19 @@ class FinetuningClient:
             f"malformed response for {where}: expected JSON, got {media_type or 'no Content-Type'}: {text[:60]!r}"
         )
 
-    def error_for(self, response: httpx.Response, where: str) -> CohereApiError:
+    def error_for(self, response: httpx.Response, where: str) -> ApiError:
         status = response.status_code
         message = self.redact(api_message(response))
         text = f"HTTP {status} for {where}" + (f": {message}" if message else "")
         if status in (401, 403):
-            return AuthError(f"the API refused the key (HTTP {status}): check CO_API_KEY")
-        if status == 410:
-            return ApiRetiredError(f"the fine-tuning API answered {text}: {RETIRED}")
+            return AuthError(f"the API refused the key (HTTP {status}): check {self.key_hint}")
         if status == 429:
             self.stats.rate_limited += 1
         if status in RETRYABLE_STATUS:
-            return RetryableError(text, parse_retry_after(response.headers.get("Retry-After")))
+            return RetryableError(text, retry_after(response.headers))
         if status == 404:
-            return ModelNotFoundError(text)
-        return CohereApiError(text)
+            return NotFoundError(text)
+        return ApiError(text)
 
     def redact(self, text: str) -> str:
         key = self.settings.api_key
@@ -371,9 +288,18 @@ def api_message(response: httpx.Response) -> str:
     try:
         body = orjson.loads(response.content)
         message = body.get("message", "") if isinstance(body, dict) else ""
+        nested = body.get("error") if isinstance(body, dict) else None
+        if not message and isinstance(nested, dict):  # {"error": {"message": ...}}, as OpenAI-style APIs answer
+            message = nested.get("message", "")
     except orjson.JSONDecodeError:
         message = response.text
     return " ".join(str(message).split())[:200]
+
+
+def retry_after(headers: httpx.Headers) -> float | None:
+    """The seconds an answer asks to wait: ``retry-after-ms`` (as Together's SDK reads it), else ``Retry-After``."""
+    milliseconds = parse_retry_after(headers.get("retry-after-ms"))
+    return milliseconds / 1000 if milliseconds is not None else parse_retry_after(headers.get("Retry-After"))
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -383,21 +309,3 @@ def parse_retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None  # an HTTP date: fall back to exponential backoff
-
-
-def scrub_model(model: dict[str, Any]) -> dict[str, Any]:
-    """Remove the Weights & Biases key that the API returns inside model settings."""
-    settings = model.get("settings")
-    wandb = settings.get("wandb") if isinstance(settings, dict) else None
-    if isinstance(wandb, dict):
-        wandb.pop("api_key", None)
-    return model
-
-
-def checked_id(model: dict[str, Any], where: str) -> dict[str, Any]:
-    """The model, if its ``id`` is a non-empty string; else a one-line error naming where it was served."""
-    model_id = model.get("id")
-    if not isinstance(model_id, str) or not model_id.strip():
-        problem = "without an id" if model_id is None else f"with id {model_id!r:.40}, not a non-empty string"
-        raise MalformedResponseError(f"malformed model in {where}: a model {problem}: {model!r:.120}")
-    return model

@@ -15,25 +15,23 @@ import bisect
 import functools
 import math
 import random
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
-from pipelines.client import MODELS_PATH, SIMULATED_HEADER
+from pipelines.providers.cohere.client import MODELS_PATH
+from pipelines.simulated import DROP, FakeApiServer, serve_forever  # noqa: F401  # the server is shared by every simulator
 
 DEFAULT_API_KEY = "simulated-cohere-key"
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 50
-DROP = -1  # an injected outcome: close the connection without answering
 BASE_MODELS = [
     ("BASE_TYPE_CHAT", "command-r-08-2024"),
     ("BASE_TYPE_CHAT", "command-r7b-12-2024"),
@@ -857,85 +855,3 @@ def step_metrics(model: Model, now: datetime) -> list[StepMetrics]:
     curves = training_curves(model.id, base_type, *model.planned_training)
     visible = bisect.bisect_right(curves, min(now, span[1]), key=lambda step: step.created_at)
     return list(curves[:visible])
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    api: FakeCohereApi
-
-    def do_GET(self) -> None:
-        self.respond("GET")
-
-    def do_POST(self) -> None:
-        self.respond("POST")
-
-    def respond(self, method: str) -> None:
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        status, body, extra = self.api.handle(method, self.path, headers)
-        if status == DROP:  # hang up without an answer, as a failing proxy does
-            self.close_connection = True
-            return
-        self.send_response(status)
-        self.send_header("Content-Type", extra.pop("Content-Type", "application/json"))
-        self.send_header("Content-Length", str(len(body)))
-        if self.api.announce_simulated:
-            self.send_header(SIMULATED_HEADER, "1")
-        for name, value in extra.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class QuietServer(ThreadingHTTPServer):
-    """A threading HTTP server that, like a real API, says nothing when a client hangs up mid-request."""
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class FakeApiServer:
-    """Serves a :class:`FakeCohereApi` on 127.0.0.1 in a background thread; use as a context manager."""
-
-    def __init__(self, api: FakeCohereApi, port: int = 0, host: str = "127.0.0.1") -> None:
-        handler = type("Handler", (_Handler,), {"api": api})
-        self.api = api
-        self.httpd = QuietServer((host, port), handler)
-        self.httpd.daemon_threads = True
-        self.httpd.block_on_close = False  # a stalled request must not hold up shutdown
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="fake-cohere-api", daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> FakeApiServer:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def __enter__(self) -> FakeApiServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def serve_forever(server: FakeApiServer, advance_every: float = 0.0) -> None:
-    """Serve in the foreground until interrupted; with ``advance_every`` seconds, in-flight models move on."""
-    server.start()
-    try:
-        while True:
-            time.sleep(advance_every or 3600)
-            if advance_every:
-                server.api.world.advance(advance_every)
-    finally:
-        server.stop()

@@ -1,0 +1,109 @@
+"""What every simulated API shares: a real HTTP server on 127.0.0.1 that hands each request to a provider's
+request logic (an object with ``handle``), and the foreground loop of ``fake-api``."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+
+from pipelines.http import SIMULATED_HEADER
+
+DROP = -1  # an injected outcome: close the connection without answering
+
+
+class SimulatedWorld(Protocol):
+    def advance(self, seconds: float) -> Any: ...
+
+
+class SimulatedApi(Protocol):
+    """A provider simulator's request logic: (status, body, extra headers) for each request."""
+
+    announce_simulated: bool
+    world: Any
+
+    def handle(self, method: str, raw_path: str, headers: dict[str, str]) -> tuple[int, bytes, dict[str, str]]: ...
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    api: SimulatedApi
+
+    def do_GET(self) -> None:
+        self.respond("GET")
+
+    def do_POST(self) -> None:
+        self.respond("POST")
+
+    def respond(self, method: str) -> None:
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        status, body, extra = self.api.handle(method, self.path, headers)
+        if status == DROP:  # hang up without an answer, as a failing proxy does
+            self.close_connection = True
+            return
+        self.send_response(status)
+        self.send_header("Content-Type", extra.pop("Content-Type", "application/json"))
+        self.send_header("Content-Length", str(len(body)))
+        if self.api.announce_simulated:
+            self.send_header(SIMULATED_HEADER, "1")
+        for name, value in extra.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class QuietServer(ThreadingHTTPServer):
+    """A threading HTTP server that, like a real API, says nothing when a client hangs up mid-request."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class FakeApiServer:
+    """Serves a simulated API on 127.0.0.1 in a background thread; use as a context manager."""
+
+    def __init__(self, api: SimulatedApi, port: int = 0, host: str = "127.0.0.1") -> None:
+        handler = type("Handler", (_Handler,), {"api": api})
+        self.api = api
+        self.httpd = QuietServer((host, port), handler)
+        self.httpd.daemon_threads = True
+        self.httpd.block_on_close = False  # a stalled request must not hold up shutdown
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="simulated-api", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> FakeApiServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __enter__(self) -> FakeApiServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve_forever(server: FakeApiServer, advance_every: float = 0.0) -> None:
+    """Serve in the foreground until interrupted; with ``advance_every`` seconds, in-flight models move on."""
+    server.start()
+    try:
+        while True:
+            time.sleep(advance_every or 3600)
+            if advance_every:
+                server.api.world.advance(advance_every)
+    finally:
+        server.stop()
