@@ -44,24 +44,11 @@ from dlt.destinations.job_client_impl import SqlJobClientBase
 from sqlglot import ErrorLevel, exp
 from sqlglot.errors import UnsupportedError
 
-from pipelines.providers.cohere.source import (
-    EVENT_COLUMNS,
-    EVENTS_KEY,
-    METRIC_COLUMNS,
-    METRICS_KEY,
-    MODEL_COLUMNS,
-    SOURCE_NAME,
-)
+from pipelines import providers
+from pipelines.providers import Provider
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 VIEW_FILE = re.compile(r"^\d+_([a-z][a-z0-9_]*)\.sql$")
-SOURCE_TABLES: dict[str, TTableSchemaColumns] = {
-    "events": {name: {**column, "primary_key": name in EVENTS_KEY} for name, column in EVENT_COLUMNS.items()},
-    "finetuned_models": MODEL_COLUMNS,
-    "training_step_metrics": {
-        name: {**column, "primary_key": name in METRICS_KEY} for name, column in METRIC_COLUMNS.items()
-    },
-}
 # CREATE OR REPLACE VIEW cannot change a view's columns on these: drop and create instead
 DROP_BEFORE_CREATE = {"postgres", "redshift"}
 # the sqlglot dialects of the destinations the README names (MotherDuck's is duckdb): every view must translate to each
@@ -71,15 +58,54 @@ TRANSLATION_REVISION = 2  # part of the translation cache's key: bump when the t
 log = logging.getLogger(__name__)
 
 
-def view_files(sql_dir: Path = SQL_DIR) -> list[tuple[str, str]]:
-    """(view name, DuckDB-dialect query) for every numbered SQL file, in file order."""
+def view_files(provider: Provider, sql_dir: Path = SQL_DIR) -> list[tuple[str, str]]:
+    """(view name, DuckDB-dialect query) of every view of ``provider``, in file-number order.
+
+    The shared templates in ``sql/`` are rendered with the provider's words (``lifecycle.VIEW_WORDS``); its own
+    views are in ``sql/<provider>/``, numbered among them. A template's view takes its file's name unless the
+    provider names it otherwise (``lifecycle.VIEW_NAMES``). ``sql/<provider>/status_events.sql`` is not a view: it
+    is the ``{{ status_events }}`` of status_intervals.
+    """
+    lifecycle = provider.module("lifecycle")
+    folder = sql_dir / provider.name
+    words = dict(lifecycle.VIEW_WORDS)
+    if (folder / "status_events.sql").is_file():
+        words["status_events"] = fragment(folder / "status_events.sql")
+    renamed: dict[str, str] = getattr(lifecycle, "VIEW_NAMES", {})
+    files = [(path, True) for path in sql_dir.glob("*.sql")]
+    files += [(path, False) for path in folder.glob("*.sql") if path.name != "status_events.sql"]
     views = []
-    for path in sorted(sql_dir.glob("*.sql")):
+    for path, shared in sorted(files, key=lambda file: file[0].name):
         match = VIEW_FILE.match(path.name)
         if not match:
             raise ValueError(f"{path}: view files are named NN_<view>.sql")
-        views.append((match.group(1), path.read_text(encoding="utf-8")))
+        name = renamed.get(match.group(1), match.group(1)) if shared else match.group(1)
+        views.append((name, render(path.read_text(encoding="utf-8"), words, path)))
     return views
+
+
+PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
+
+
+def render(template: str, words: dict[str, str], path: Path) -> str:
+    """``template`` with each ``{{ word }}`` replaced; a value of several lines keeps the placeholder's indent."""
+
+    def replace(match: re.Match[str]) -> str:
+        word = match.group(1)
+        if word not in words:
+            raise ValueError(f"{path}: the provider gives no value for {{{{ {word} }}}}")
+        indent = match.start() - (template.rfind("\n", 0, match.start()) + 1)
+        return words[word].replace("\n", "\n" + " " * indent)
+
+    return PLACEHOLDER.sub(replace, template)
+
+
+def fragment(path: Path) -> str:
+    """A SQL fragment without its leading comment lines."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    while lines and (not lines[0].strip() or lines[0].lstrip().startswith("--")):
+        lines.pop(0)
+    return "\n".join(lines).strip()
 
 
 def expand_views(views: list[tuple[str, str]]) -> Iterator[tuple[str, str]]:
@@ -188,21 +214,38 @@ def unsupported_raises(name: str, dialect: str) -> Iterator[None]:
         raise ViewTranslationError(f"view {name} cannot be translated for {dialect}: {'; '.join(handler.messages)}")
 
 
+def provider_of(pipeline: dlt.Pipeline) -> Provider:
+    """The provider whose data the pipeline loads: by its dataset, else by its schema (named after the source), else
+    the default provider (a pipeline with another dataset name, as tests make)."""
+    for name in (pipeline.dataset_name, pipeline.default_schema_name):
+        for provider in providers.all_providers().values():
+            if provider.dataset == name:
+                return provider
+    return providers.get(providers.DEFAULT)
+
+
+def source_tables(provider: Provider) -> dict[str, TTableSchemaColumns]:
+    """The provider's tables with the columns its source declares (``SOURCE_TABLES`` of its source module)."""
+    tables: dict[str, TTableSchemaColumns] = provider.module("source").SOURCE_TABLES
+    return tables
+
+
 def view_schema(pipeline: dlt.Pipeline) -> dlt.Schema:
     """A copy of the pipeline's schema that surely has the source tables, with the columns the source declares."""
-    schema = pipeline.default_schema.clone() if pipeline.default_schema_name else dlt.Schema(SOURCE_NAME)
-    for table, columns in SOURCE_TABLES.items():
+    provider = provider_of(pipeline)
+    schema = pipeline.default_schema.clone() if pipeline.default_schema_name else dlt.Schema(provider.dataset)
+    for table, columns in source_tables(provider).items():
         if table not in schema.tables:
             declared: list[TColumnSchema] = [{**column, "name": name} for name, column in columns.items()]
             schema.update_table(new_table(table, write_disposition="merge", columns=declared))
     return dlt.Schema.from_stored_schema(schema.to_dict())  # a settled version, as dlt's job clients require
 
 
-def ensure_source_tables(client: SqlJobClientBase) -> list[str]:
+def ensure_source_tables(client: SqlJobClientBase, provider: Provider) -> list[str]:
     """Create the source tables the warehouse lacks, empty, with dlt's DDL for this destination."""
     if not client.is_storage_initialized():
         client.initialize_storage()
-    missing = [table for table, columns in client.get_storage_tables(SOURCE_TABLES) if not columns]
+    missing = [table for table, columns in client.get_storage_tables(source_tables(provider)) if not columns]
     if missing:
         # dlt's own tables too (if not there yet): the schema version is stored, as on any dlt table creation
         tables = [*missing, *client.schema.dlt_table_names()]
@@ -219,7 +262,7 @@ def translated_views(pipeline: dlt.Pipeline, schema: dlt.Schema, sql_dir: Path =
     That takes sqlglot most of a second, so the result is kept in the pipeline's working folder and reused until the
     SQL files, the translation, the destination, the dataset or the schema change.
     """
-    files = view_files(sql_dir)
+    files = view_files(provider_of(pipeline), sql_dir)
     if pipeline.destination.destination_type == "dlt.destinations.duckdb":
         return files
     identity = repr(
@@ -260,7 +303,7 @@ def create_views(pipeline: dlt.Pipeline) -> list[str]:
         if not isinstance(client, SqlJobClientBase):
             log.warning("destination %s has no SQL views; skipped them", pipeline.destination.destination_name)
             return []
-        created = ensure_source_tables(client)
+        created = ensure_source_tables(client, provider_of(pipeline))
         if created:
             log.info("created empty source tables %s", ", ".join(created))
         sql_client = client.sql_client

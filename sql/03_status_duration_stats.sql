@@ -4,7 +4,7 @@
 -- because bigquery has no exact percentile aggregate.
 with intervals as (
     select
-        finetuned_model_id,
+        {{ id }},
         status,
         is_open,
         case when not is_open then duration_seconds end as closed_seconds
@@ -16,7 +16,7 @@ counts as (
         status,
         count(closed_seconds) as closed_intervals,
         count(case when is_open then 1 end) as open_intervals,
-        count(distinct finetuned_model_id) as models,
+        count(distinct {{ id }}) as {{ items }},
         avg(closed_seconds) as avg_seconds,
         max(closed_seconds) as max_seconds
     from intervals
@@ -52,7 +52,7 @@ select
     counts.status,
     counts.closed_intervals,
     counts.open_intervals,
-    counts.models,
+    counts.{{ items }},
     counts.avg_seconds,
     quantile_bounds.p50_low + (quantile_bounds.p50_high - quantile_bounds.p50_low) * quantile_bounds.p50_fraction
         as p50_seconds,

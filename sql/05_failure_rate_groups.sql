@@ -1,13 +1,12 @@
 -- how first attempts ended, the failure rate and its wilson 95% bounds, computed once for every grouping the
--- failure_rates views show: over all models, per cohort week (the utc monday of the week of a model's first
+-- failure_rates views show: over all {{ items }}, per cohort week (the utc monday of the week of a {{ item }}'s first
 -- event) and per base model. each of those views selects its own grouping from here.
 with lifecycle_days as (
     select
         cast(first_seen_at at time zone 'UTC' as date) as first_seen_day,
-        base_type,
-        base_model_name,
+        {{ base_model }},
         first_outcome
-    from model_lifecycle
+    from {{ lifecycle }}
 ),
 
 lifecycles as (
@@ -16,8 +15,7 @@ lifecycles as (
     select
         first_seen_day - cast(((date_diff('day', date '1970-01-05', first_seen_day) % 7) + 7) % 7 as integer)
             as cohort_week,
-        base_type,
-        base_model_name,
+        {{ base_model }},
         first_outcome
     from lifecycle_days
 ),
@@ -26,48 +24,45 @@ outcome_counts as (
     select
         case
             when grouping(cohort_week) = 0 then 'cohort_week'
-            when grouping(base_type) = 0 then 'base_model'
+            when grouping({{ base_model_key }}) = 0 then 'base_model'
             else 'all_models'
         end as grouped_by,
         cohort_week,
-        base_type,
-        base_model_name,
-        count(*) as models,
-        count(case when first_outcome = 'ready' then 1 end) as ready,
+        {{ base_model }},
+        count(*) as {{ items }},
+        count(case when first_outcome = '{{ succeeded }}' then 1 end) as {{ succeeded }},
         count(case when first_outcome = 'failed' then 1 end) as failed,
         count(case when first_outcome = 'cancelled' then 1 end) as cancelled,
         count(case when first_outcome = 'in_flight' then 1 end) as in_flight
     from lifecycles
-    group by grouping sets ((), (cohort_week), (base_type, base_model_name))
+    group by grouping sets ((), (cohort_week), ({{ base_model }}))
 ),
 
 rates as (
     select
         grouped_by,
         cohort_week,
-        base_type,
-        base_model_name,
-        models,
-        ready,
+        {{ base_model }},
+        {{ items }},
+        {{ succeeded }},
         failed,
         cancelled,
         in_flight,
-        ready + failed as resolved,
-        cast(failed as double) / nullif(ready + failed, 0) as failure_rate,
-        1.96 * 1.96 / nullif(ready + failed, 0) as z_squared_over_n
+        {{ succeeded }} + failed as resolved,
+        cast(failed as double) / nullif({{ succeeded }} + failed, 0) as failure_rate,
+        1.96 * 1.96 / nullif({{ succeeded }} + failed, 0) as z_squared_over_n
     from outcome_counts
-    -- the grouping over all models has a row even when there are no models: leave it out
-    where models > 0
+    -- the grouping over all {{ items }} has a row even when there are none: leave it out
+    where {{ items }} > 0
 ),
 
 wilson_terms as (
     select
         grouped_by,
         cohort_week,
-        base_type,
-        base_model_name,
-        models,
-        ready,
+        {{ base_model }},
+        {{ items }},
+        {{ succeeded }},
         failed,
         cancelled,
         in_flight,
@@ -84,10 +79,9 @@ wilson_terms as (
 select
     grouped_by,
     cohort_week,
-    base_type,
-    base_model_name,
-    models,
-    ready,
+    {{ base_model }},
+    {{ items }},
+    {{ succeeded }},
     failed,
     cancelled,
     in_flight,

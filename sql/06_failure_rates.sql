@@ -1,7 +1,7 @@
--- one row over all models: how first attempts ended, the failure rate and its wilson 95% bounds
+-- one row over all {{ items }}: how first attempts ended, the failure rate and its wilson 95% bounds
 select
-    models,
-    ready,
+    {{ items }},
+    {{ succeeded }},
     failed,
     cancelled,
     in_flight,

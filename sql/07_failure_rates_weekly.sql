@@ -1,9 +1,9 @@
--- one row per cohort week (the utc monday of the week of each model's first event):
+-- one row per cohort week (the utc monday of the week of each {{ item }}'s first event):
 -- how first attempts ended, the failure rate and its wilson 95% bounds
 select
     cohort_week,
-    models,
-    ready,
+    {{ items }},
+    {{ succeeded }},
     failed,
     cancelled,
     in_flight,

@@ -1,9 +1,8 @@
 -- one row per base model: how first attempts ended, the failure rate and its wilson 95% bounds
 select
-    base_type,
-    base_model_name,
-    models,
-    ready,
+    {{ base_model }},
+    {{ items }},
+    {{ succeeded }},
     failed,
     cancelled,
     in_flight,

@@ -11,6 +11,7 @@ import pytest
 import sqlglot
 from dlt.common.destination import Destination
 
+from pipelines.providers import all_providers, get
 from pipelines.views import (
     DIALECTS,
     ViewTranslationError,
@@ -54,7 +55,13 @@ FUNCTIONS = {
     },
 }  # fmt: skip
 KEYWORDS = {"AS", "FROM", "IN", "OVER", "SETS", "WHERE"}  # `word (` that is not a call: cte AS (, IN (, ...
-VIEW_QUERIES = list(expand_view_queries(view_files()))
+COHERE = get("cohere")
+VIEW_QUERIES = list(expand_view_queries(view_files(COHERE)))
+SQL = Path(__file__).resolve().parent.parent / "sql"
+
+
+def provider_views(name: str) -> list[tuple[str, sqlglot.exp.Query]]:
+    return list(expand_view_queries(view_files(get(name))))
 
 
 def code(sql: str) -> str:
@@ -71,10 +78,13 @@ def test_the_readme_names_exactly_the_checked_destinations() -> None:
     assert set(DESTINATIONS.values()) == set(DIALECTS)
 
 
+@pytest.mark.parametrize("provider", list(all_providers()))
 @pytest.mark.parametrize("dialect", DIALECTS)
-def test_every_view_translates_strictly_and_calls_only_known_functions(dialect: str) -> None:
-    assert len(VIEW_QUERIES) == len(list(Path(__file__).resolve().parent.parent.glob("sql/*.sql")))
-    for name, query in VIEW_QUERIES:
+def test_every_view_translates_strictly_and_calls_only_known_functions(dialect: str, provider: str) -> None:
+    views = provider_views(provider)
+    own = [path for path in SQL.glob(f"{provider}/*.sql") if path.name != "status_events.sql"]
+    assert len(views) == len(list(SQL.glob("*.sql"))) + len(own)
+    for name, query in views:
         sql = translate(name, query, dialect)  # raises on anything sqlglot cannot translate
         called = set(re.findall(r"\b([A-Z_][A-Z0-9_]*)\s*\(", code(sql))) - KEYWORDS
         assert called <= FUNCTIONS[dialect], (name, called - FUNCTIONS[dialect])
@@ -97,7 +107,7 @@ def test_bigquery_and_snowflake_get_their_own_time_arithmetic() -> None:
 
 def test_untranslatable_view_fails_naming_the_view(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "01_any_status.sql").write_text("select any_value(status) as status from events\n")
-    (name, query), *_ = expand_view_queries(view_files(tmp_path))
+    (name, query), *_ = expand_view_queries(view_files(COHERE, tmp_path))
     with pytest.raises(ViewTranslationError, match="view any_status cannot be translated for postgres"):
         translate(name, query, "postgres")
     # dlt's path (a PostgreSQL pipeline: translating needs no server)
@@ -118,7 +128,7 @@ def test_what_dlt_only_warns_about_raises() -> None:
 
 def test_a_modulo_that_sqlglot_would_misread_is_refused(tmp_path: Path) -> None:
     (tmp_path / "01_weekday.sql").write_text("select finetuned_model_id, 10 - 3 % 7 as n from events\n")
-    (name, query), *_ = expand_view_queries(view_files(tmp_path))
+    (name, query), *_ = expand_view_queries(view_files(COHERE, tmp_path))
     with pytest.raises(ViewTranslationError, match="parentheses"):
         translate(name, query, "duckdb")
 

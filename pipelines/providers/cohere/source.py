@@ -118,6 +118,14 @@ METRIC_COLUMNS: TTableSchemaColumns = {
     "metric": {"data_type": "text", "nullable": False},
     "value": {"data_type": "double", "nullable": True},
 }
+# Every table with the columns this source declares: the views need them even before a load created them.
+SOURCE_TABLES: dict[str, TTableSchemaColumns] = {
+    "events": {name: {**column, "primary_key": name in EVENTS_KEY} for name, column in EVENT_COLUMNS.items()},
+    "finetuned_models": MODEL_COLUMNS,
+    "training_step_metrics": {
+        name: {**column, "primary_key": name in METRICS_KEY} for name, column in METRIC_COLUMNS.items()
+    },
+}
 
 
 @dlt.source(name=SOURCE_NAME, section=SOURCE_NAME, max_table_nesting=2)

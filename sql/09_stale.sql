@@ -1,17 +1,17 @@
--- models still queued, training or deploying after more than 48 hours
+-- {{ items }} whose current status is one still under way ({{ under_way }}) and has lasted over 48 hours
 with lifecycles as (
     select
-        finetuned_model_id,
+        {{ id }},
         current_status,
         current_since,
         -- exact elapsed seconds from utc epoch microseconds, whatever the session time zone
         (epoch_us(current_timestamp) - epoch_us(current_since)) / 1000000 as stuck_seconds
-    from model_lifecycle
-    where current_status in ('QUEUED', 'FINETUNING', 'DEPLOYING_API')
+    from {{ lifecycle }}
+    where current_status in ({{ under_way }})
 )
 
 select
-    finetuned_model_id,
+    {{ id }},
     current_status,
     current_since,
     stuck_seconds

@@ -1,0 +1,37 @@
+"""Cohere's model lifecycle as the views and reports see it: short statuses, their order, and outcomes.
+
+A model's events carry its status (``STATUS_QUEUED`` ...); the views shorten it (``QUEUED``) and order events of one
+timestamp by lifecycle rank (sql/cohere/status_events.sql). First outcome: READY -> ready, FAILED -> failed,
+DELETED -> cancelled.
+"""
+
+STATUS_ORDER = [
+    "UNSPECIFIED",
+    "QUEUED",
+    "FINETUNING",
+    "DEPLOYING_API",
+    "READY",
+    "TEMPORARILY_OFFLINE",
+    "PAUSED",
+    "FAILED",
+    "DELETED",
+]
+UNDER_WAY = ("QUEUED", "FINETUNING", "DEPLOYING_API")  # a model stuck in one of these for 48 hours is stale
+QUEUE_STATUS, TRAINING_STATUS = "QUEUED", "FINETUNING"
+SUCCEEDED = "ready"  # the first outcome's name for success, and its column in the failure_rates views
+
+# The words sql/*.sql templates are rendered with for this provider (see pipelines/views.py).
+VIEW_WORDS = {
+    "item": "model",
+    "items": "models",
+    "id": "finetuned_model_id",
+    "succeeded": SUCCEEDED,
+    "lifecycle": "model_lifecycle",
+    "base_model": "base_type,\n    base_model_name",
+    "base_model_key": "base_type",
+    "under_way": ", ".join(f"'{status}'" for status in UNDER_WAY),
+    "metrics_table": "training_step_metrics",
+    "step": "step_number",
+    "step_at": "created_at",
+}
+VIEW_NAMES = {"stale": "stale_models"}  # shared templates whose view has another name here
