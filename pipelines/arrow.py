@@ -48,6 +48,20 @@ def float64s(values: Sequence[float]) -> pa.Array:
     return pa.Array.from_buffers(pa.float64(), len(values), [None, pa.py_buffer(array("d", values))])
 
 
+def optional_int64s(values: Sequence[int | None], type: pa.DataType = INT64) -> pa.Array:
+    """An array of 64-bit integers (or another 64-bit type) where None becomes null."""
+    mask = validity(values)
+    numbers = [0 if value is None else value for value in values] if mask is not None else values
+    return pa.Array.from_buffers(type, len(values), [mask, pa.py_buffer(array("q", numbers))])  # type: ignore[type-var]
+
+
+def optional_float64s(values: Sequence[float | None]) -> pa.Array:
+    """An array of doubles where None becomes null (NaN stays NaN)."""
+    mask = validity(values)
+    numbers = [0.0 if value is None else value for value in values] if mask is not None else values
+    return pa.Array.from_buffers(pa.float64(), len(values), [mask, pa.py_buffer(array("d", numbers))])  # type: ignore[type-var]
+
+
 def validity(values: Sequence[object]) -> pa.Buffer | None:
     """Arrow's validity bitmap (bit i set when values[i] is not None); None when nothing is null."""
     if None not in values:

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pipelines import config
+from pipelines import config, providers
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_LOCKED = 0, 1, 2, 3, 4
 CHECK_EXIT_CODES = "Exit status: 0 nothing wrong; 1 problems found (a line each); 2 bad usage or no warehouse."
@@ -26,7 +26,8 @@ EXIT_CODES = (
 )
 
 app = typer.Typer(
-    help="Load the status history of Cohere fine-tuned models into a local warehouse and analyse it.",
+    help="Load the status history of fine-tuning jobs (Cohere's models, Together AI's jobs) into a local warehouse "
+    "and analyse it.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -40,7 +41,21 @@ Destination = Annotated[
         "credentials the dlt way, e.g. DESTINATION__POSTGRES__CREDENTIALS.",
     ),
 ]
-ModelIds = Annotated[list[str] | None, typer.Option("--model-id", help="Only this model (repeatable).")]
+ModelIds = Annotated[
+    list[str] | None, typer.Option("--model-id", help="Only this model (Together AI: this job) (repeatable).")
+]
+ProviderName = Annotated[
+    str,
+    typer.Option(
+        "--provider",
+        help="Whose fine-tuning API: "
+        + ", ".join(
+            f"{each.name} (key {each.key_variables[0]}, URL {each.base_url_variable})"
+            for each in providers.all_providers().values()
+        )
+        + ". Each loads its own dataset in the same warehouse.",
+    ),
+]
 PageSize = Annotated[int, typer.Option("--page-size", help="Items per API page (1-1000).")]
 Concurrency = Annotated[int, typer.Option("--concurrency", help="Requests in flight at once.")]
 RequestsPerMinute = Annotated[
@@ -122,7 +137,7 @@ def log_line(message: str, code: int, log_file: Path) -> None:
 
 def exit_code_for(error: BaseException) -> int:
     from pipelines.extract import MixedOriginError
-    from pipelines.providers.cohere.client import AuthError
+    from pipelines.http import AuthError
     from pipelines.runner import Interrupted, LockedError
 
     if isinstance(error, KeyboardInterrupt):
@@ -223,6 +238,7 @@ def load_options(**values: Any) -> Any:
 @app.command(epilog=EXIT_CODES)
 def run(
     destination: Destination = "duckdb",
+    provider: ProviderName = providers.DEFAULT,
     model_id: ModelIds = None,
     page_size: PageSize = 100,
     concurrency: Concurrency = 16,
@@ -236,7 +252,8 @@ def run(
     log_file: LogFile = None,
     prometheus: PrometheusFile = None,
 ) -> None:
-    """One incremental load from the Cohere API into the warehouse, then recreate every view. For cron."""
+    """One incremental load from the provider's API (Cohere by default) into the warehouse, then recreate every
+    view. For cron."""
     quiet_logs()
 
     def action() -> str:
@@ -244,6 +261,7 @@ def run(
 
         options = load_options(
             destination=destination,
+            provider=provider,
             model_ids=model_id or (),
             page_size=page_size,
             concurrency=concurrency,
@@ -255,8 +273,9 @@ def run(
             metrics=metrics,
             progress=progress,
         )
-        with run_metrics(prometheus) as done:
-            summary = run_load(config.api_key(), config.base_url(), options)
+        chosen = config.provider(provider)
+        with run_metrics(prometheus, chosen.name) as done:
+            summary = run_load(config.api_key(chosen.name), config.base_url(chosen.name), options)
             done.append(summary)
         for warning in summary.warnings():
             say(warning, sys.stderr)
@@ -266,7 +285,7 @@ def run(
 
 
 @contextmanager
-def run_metrics(path: Path | None) -> Iterator[list[Any]]:
+def run_metrics(path: Path | None, provider: str) -> Iterator[list[Any]]:
     """Write a run's Prometheus metrics when it ends, failed or not, if asked; the caller appends its summary. A file
     that cannot be written costs a warning line, never the status of the run."""
     done: list[Any] = []
@@ -278,27 +297,32 @@ def run_metrics(path: Path | None) -> Iterator[list[Any]]:
             from pipelines.prometheus import write_run_metrics
 
             try:
-                write_run_metrics(path, "cohere", done[0] if done else None, time.time() - started, time.time())
+                write_run_metrics(path, provider, done[0] if done else None, time.time() - started, time.time())
             except OSError as error:
                 say(f"warning: could not write the Prometheus file {path}: {error.strerror or error}", sys.stderr)
 
 
 @app.command(epilog=EXIT_CODES)
 def demo(
-    models: Annotated[int, typer.Option("--models", help="Simulated models in the list.")] = 60,
+    provider: ProviderName = providers.DEFAULT,
+    models: Annotated[int, typer.Option("--models", help="Simulated models (Together AI: jobs) in the list.")] = 60,
     page_size: PageSize = 100,
     concurrency: Concurrency = 16,
     progress: Progress = None,
 ) -> None:
-    """Run the whole job against the built-in simulated Cohere API (no key, no network), then print the report."""
+    """Run the whole job against the provider's built-in simulated API (no key, no network), then print the
+    report of every provider the warehouse holds."""
     quiet_logs()
 
     def action() -> str:
-        from pipelines.providers.cohere.simulator import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World
         from pipelines.runner import run_load
+        from pipelines.simulated import FakeApiServer
 
+        chosen = config.provider(provider)
+        simulator = chosen.module("simulator")
         options = load_options(
             destination="duckdb",
+            provider=chosen.name,
             model_ids=(),
             page_size=page_size,
             concurrency=concurrency,
@@ -306,8 +330,10 @@ def demo(
             lookback_seconds=3600,
             progress=progress,
         )
-        with FakeApiServer(FakeCohereApi(World.timeline(models=models))) as server:
-            summary = run_load(DEFAULT_API_KEY, server.url, options)
+        with FakeApiServer(simulator.demo_api(models)) as server:
+            summary = run_load(simulator.DEFAULT_API_KEY, server.url, options)
+        for warning in summary.warnings():
+            say(warning, sys.stderr)
         print_report("table")
         return f"demo: {summary.line()} into {config.duckdb_path()}"
 
@@ -451,42 +477,53 @@ def export(
 
 @app.command("fake-api")
 def fake_api(
+    provider: ProviderName = providers.DEFAULT,
     port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 8000,
-    models: Annotated[int, typer.Option("--models", help="Simulated models.")] = 60,
+    models: Annotated[int, typer.Option("--models", help="Simulated models (Together AI: jobs).")] = 60,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the generated world.")] = 7,
     api_key: Annotated[str, typer.Option("--api-key", help="The key the server accepts.")] = "",
     latency_ms: Annotated[float, typer.Option("--latency-ms", help="Added to every request.")] = 0.0,
-    rate_limit: Annotated[int, typer.Option("--rate-limit", help="Server limit in requests per minute; 0: none.")] = 0,
-    error_rate: Annotated[float, typer.Option("--error-rate", help="Share of requests answered 429/500/503.")] = 0.0,
+    rate_limit: Annotated[
+        int, typer.Option("--rate-limit", help="Server limit in requests per minute; 0: none. Cohere only.")
+    ] = 0,
+    error_rate: Annotated[
+        float, typer.Option("--error-rate", help="Share of requests answered 429/500/503. Cohere only.")
+    ] = 0.0,
     long_history: Annotated[
         int,
-        typer.Option("--long-history", help="Offline/ready spells per model, for long histories; 0: natural."),
+        typer.Option(
+            "--long-history", help="Offline/ready spells per model, for long histories; 0: natural. Cohere only."
+        ),
     ] = 0,
     advance_every: Annotated[
         float, typer.Option("--advance-every", help="Move the clock on every N seconds (new events arrive).")
     ] = 0.0,
-    retired: Annotated[bool, typer.Option("--retired", help="Answer 410 everywhere, as after the retirement.")] = False,
+    retired: Annotated[
+        bool, typer.Option("--retired", help="Answer 410 everywhere, as after the retirement. Cohere only.")
+    ] = False,
 ) -> None:
-    """Serve the simulated Cohere fine-tuning API in the foreground, for notebooks and development."""
-    from pipelines.providers.cohere.simulator import (
-        DEFAULT_API_KEY,
-        FakeApiServer,
-        FakeCohereApi,
-        Faults,
-        World,
-        serve_forever,
-    )
+    """Serve a provider's simulated fine-tuning API in the foreground, for notebooks and development."""
+    from pipelines.simulated import FakeApiServer, serve_forever
 
-    key = api_key or DEFAULT_API_KEY
-    world = (
-        World(models=models, seed=seed, long_history=long_history)
-        if long_history
-        else World.timeline(seed=seed, models=models)
+    try:
+        chosen = config.provider(provider)
+    except config.ConfigError as error:
+        finish(f"error: {error}", EXIT_USAGE)
+    simulator = chosen.module("simulator")
+    key = api_key or simulator.DEFAULT_API_KEY
+    faults = {"rate_limit": rate_limit, "error_rate": error_rate, "long_history": long_history, "retired": retired}
+    try:
+        api = simulator.demo_api(models, seed=seed, api_key=key, latency_ms=latency_ms, **faults)
+    except ValueError as error:
+        finish(f"error: {error}", EXIT_USAGE)
+    count = f"{api.world.size()} {chosen.items}"
+    server = FakeApiServer(api, port=port)
+    print(f"simulated {chosen.title} API on {server.url} with {count}; use:", flush=True)
+    variables = f"{chosen.base_url_variable}={server.url} {chosen.key_variables[0]}={key}"
+    print(
+        f"  {variables} cohere-events run" + ("" if chosen.name == providers.DEFAULT else f" --provider {chosen.name}")
     )
-    faults = Faults(error_rate=error_rate, rate_limit_rpm=rate_limit, retired=410 if retired else None)
-    server = FakeApiServer(FakeCohereApi(world, api_key=key, latency_ms=latency_ms, faults=faults), port=port)
-    print(f"simulated Cohere API on {server.url} with {len(world.models)} models; use:", flush=True)
-    print(f"  CO_API_URL={server.url} CO_API_KEY={key} cohere-events run", flush=True)
+    sys.stdout.flush()
     try:
         serve_forever(server, advance_every)
     except KeyboardInterrupt:

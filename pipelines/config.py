@@ -7,48 +7,72 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipelines.providers import Provider
 
 PIPELINE_NAME = "cohere_events"
 DATASET_NAME = "cohere_finetuning"
 DUCKDB_FILE = "cohere_events.duckdb"
 NO_FILE = "the DuckDB credentials name no database file ({}): give a file path, e.g. cohere_events.duckdb"
 PIPELINE_LOCATION = ":pipeline:"  # dlt's marker for a DuckDB file in the pipeline's working folder
-DEFAULT_BASE_URL = "https://api.cohere.com"
-KEY_HELP = "set CO_API_KEY (or COHERE_API_KEY), or api_key under [sources.cohere_finetuning] in .dlt/secrets.toml"
 
 
 class ConfigError(Exception):
     """Bad usage or configuration: exit status 2."""
 
 
-def api_key() -> str:
-    """The Cohere key: CO_API_KEY, else COHERE_API_KEY, else dlt's secrets (toml or environment)."""
-    for name in ("CO_API_KEY", "COHERE_API_KEY"):
-        value = os.environ.get(name, "").strip()
+def provider(name: str | None = None) -> Provider:
+    """The provider called ``name`` (default: Cohere); ConfigError naming the choices when there is none."""
+    from pipelines import providers
+
+    try:
+        return providers.get(name or providers.DEFAULT)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def api_key(name: str | None = None) -> str:
+    """The provider's key: its SDK's variables (Cohere: CO_API_KEY, else COHERE_API_KEY; Together AI:
+    TOGETHER_API_KEY), else dlt's secrets (``[sources.<dataset>] api_key``, toml or environment)."""
+    chosen = provider(name)
+    for variable in chosen.key_variables:
+        value = os.environ.get(variable, "").strip()
         if value:
             return value
     import dlt  # here, not at the top: `import dlt` is half a second that `--help` never needs
 
-    value = dlt.secrets.get("sources.cohere_finetuning.api_key")
+    value = dlt.secrets.get(f"sources.{chosen.dataset}.api_key")
     if value:
         return str(value).strip()
-    raise ConfigError(f"no Cohere API key: {KEY_HELP}")
+    raise ConfigError(f"no {chosen.title} API key: {chosen.key_help}")
 
 
 def secret_values() -> list[str]:
     """Every key this process could be using, to scrub from anything printed."""
-    names = ("CO_API_KEY", "COHERE_API_KEY", "SOURCES__COHERE_FINETUNING__API_KEY")
+    from pipelines import providers
+
+    names = [
+        variable
+        for each in providers.all_providers().values()
+        for variable in (*each.key_variables, f"SOURCES__{each.dataset.upper()}__API_KEY")
+    ]
     values = [os.environ.get(name, "").strip() for name in names]
     return [value for value in values if len(value) >= 4]
 
 
-def base_url() -> str:
-    """The API's base URL: CO_API_URL, as the Cohere SDK reads it, else https://api.cohere.com."""
-    url = os.environ.get("CO_API_URL", "").strip() or DEFAULT_BASE_URL
+def base_url(name: str | None = None) -> str:
+    """The provider's base URL, from its SDK's variable (CO_API_URL, TOGETHER_BASE_URL), else its default; for
+    Together AI a base ending in /v1 (the 1.x SDK's) works too."""
+    chosen = provider(name)
+    variable = chosen.base_url_variable
+    url = (os.environ.get(variable, "").strip() or chosen.default_base_url).rstrip("/")
     if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"CO_API_URL must start with http:// or https://, not {url!r}")
-    return url.rstrip("/")
+        raise ConfigError(f"{variable} must start with http:// or https://, not {url!r}")
+    if chosen.strip_suffix and url.endswith(chosen.strip_suffix):
+        url = url.removesuffix(chosen.strip_suffix)
+    return url
 
 
 def destination_identity(destination: str) -> str:
@@ -166,8 +190,9 @@ def existing_warehouse(command: str) -> Path:
     return path
 
 
-def pipelines_dir(destination: str) -> Path:
-    """dlt's working folder for this warehouse, under DLT_DATA_DIR.
+def pipelines_dir(destination: str, dataset: str = DATASET_NAME) -> Path:
+    """dlt's working folder for this warehouse's ``dataset``, under DLT_DATA_DIR. The default dataset's (Cohere's)
+    also holds the warehouse's locks, shared by every provider's runs.
 
     One per warehouse, so that two warehouses (a demo one and a real one, or a deleted and recreated file) never
     share cursors: a stale cursor would silently skip events.
@@ -175,4 +200,5 @@ def pipelines_dir(destination: str) -> Path:
     from dlt.common.pipeline import get_dlt_pipelines_dir
 
     digest = hashlib.sha256(destination_identity(destination).encode()).hexdigest()[:12]
-    return Path(get_dlt_pipelines_dir()) / f"{PIPELINE_NAME}-{destination}-{digest}"
+    suffix = "" if dataset == DATASET_NAME else f"-{dataset}"
+    return Path(get_dlt_pipelines_dir()) / f"{PIPELINE_NAME}-{destination}-{digest}{suffix}"

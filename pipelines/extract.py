@@ -7,6 +7,7 @@ An "item" is what a provider lists (a Cohere model, a Together job); its childre
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -44,6 +45,12 @@ class RunReport:
     restarted: list[str] = field(default_factory=list)  # models whose training steps started again
     future_dated: int = 0  # models with an event after the API's clock
     first_future_dated: str = ""
+    oddities: dict[str, Counter[str]] = field(default_factory=dict)  # kind -> value -> how often
+
+    def odd(self, kind: str, value: str) -> None:
+        """Count something odd the API served that was stored anyway (an unknown event type ...); the run warns once
+        per kind, with its most common values."""
+        self.oddities.setdefault(kind, Counter())[value] += 1
 
     def out_of_order(self, model_id: str, what: str) -> None:
         """Note a listing that was not newest first; the run warns once, naming the first such listing."""

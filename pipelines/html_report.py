@@ -20,8 +20,8 @@ from typing import Any
 
 import duckdb
 
-from pipelines import config, locks
-from pipelines.report import STATUS_ORDER, duration, metric, percent, read_report
+from pipelines import config, locks, providers
+from pipelines.report import duration, metric, percent, read_report
 
 LIFECYCLE_STEPS = {
     "queue_seconds": "queue (QUEUED → FINETUNING)",
@@ -298,7 +298,8 @@ def status_chart(durations: list[dict[str, Any]]) -> str:
     by_status: dict[str, list[float]] = {}
     for row in durations:
         by_status.setdefault(row["status"], []).append(row["duration_seconds"] / 3600)
-    statuses = sorted(by_status, key=lambda s: STATUS_ORDER.index(s) if s in STATUS_ORDER else len(STATUS_ORDER))
+    order = providers.get(providers.DEFAULT).module("lifecycle").STATUS_ORDER
+    statuses = sorted(by_status, key=lambda s: order.index(s) if s in order else len(order))
     fig, ax = plt.subplots(figsize=(8, 3.6))
     if statuses:
         ax.boxplot(

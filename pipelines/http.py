@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import random
 import ssl
 import urllib.request
@@ -278,10 +279,21 @@ def decode_object(content: bytes, where: str) -> dict[str, Any]:
     try:
         body = orjson.loads(content)
     except orjson.JSONDecodeError:
-        raise MalformedResponseError(f"malformed JSON in the response for {where}") from None
+        body = loads_non_finite(content, where)
     if not isinstance(body, dict):
         raise MalformedResponseError(f"malformed response for {where}: expected a JSON object")
     return body
+
+
+def loads_non_finite(content: bytes, where: str) -> Any:
+    """JSON with bare ``NaN``, ``Infinity`` or ``-Infinity`` numbers (Python's json writes them; Together's metrics
+    carry them): orjson refuses them, the standard library reads them. Anything else malformed is one line."""
+    if b"NaN" not in content and b"Infinity" not in content:
+        raise MalformedResponseError(f"malformed JSON in the response for {where}")
+    try:
+        return json.loads(content)
+    except ValueError:
+        raise MalformedResponseError(f"malformed JSON in the response for {where}") from None
 
 
 def api_message(response: httpx.Response) -> str:

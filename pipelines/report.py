@@ -18,23 +18,13 @@ import duckdb
 from rich.console import Console
 from rich.table import Table
 
-from pipelines import config, locks
+from pipelines import config, locks, providers
+from pipelines.providers import Provider
 
 RECENT_WEEKS = 8
-STATUS_ORDER = [
-    "UNSPECIFIED",
-    "QUEUED",
-    "FINETUNING",
-    "DEPLOYING_API",
-    "READY",
-    "TEMPORARILY_OFFLINE",
-    "PAUSED",
-    "FAILED",
-    "DELETED",
-]
 QUERIES = {
     "time_in_status": """
-        select status, closed_intervals, open_intervals, models, avg_seconds, p50_seconds, p90_seconds, max_seconds
+        select status, closed_intervals, open_intervals, {items}, avg_seconds, p50_seconds, p90_seconds, max_seconds
         from {schema}.status_duration_stats
     """,
     "failure_rate": "select * from {schema}.failure_rates",
@@ -42,63 +32,104 @@ QUERIES = {
         select * from (select * from {{schema}}.failure_rates_weekly order by cohort_week desc limit {RECENT_WEEKS})
         order by cohort_week
     """,
-    "stale_models": """
-        select stale.finetuned_model_id, lifecycle.name, stale.current_status, stale.current_since,
-            stale.stuck_seconds
-        from {schema}.stale_models as stale
-        left join {schema}.model_lifecycle as lifecycle using (finetuned_model_id)
-        order by stale.stuck_seconds desc, stale.finetuned_model_id
+    "stale": """
+        select stale.{id}, lifecycle.{name} as name, stale.current_status, stale.current_since, stale.stuck_seconds
+        from {schema}.{stale} as stale
+        left join {schema}.{lifecycle} as lifecycle using ({id})
+        order by stale.stuck_seconds desc, stale.{id}
     """,
-}
-
-TRAINING_QUERIES = {
-    # medians over models of each model's value at its last step, finite values only
-    "by_base_model": """
+    "timings": """
         select
-            coalesce(base_model_name, '(' || lower(replace(base_type, 'BASE_TYPE_', '')) || ')', 'unknown')
-                as base_model,
-            base_type,
-            count(*) as models,
-            median(final_accuracy) filter (where isfinite(final_accuracy)) as median_final_accuracy,
-            median(final_cross_entropy) filter (where isfinite(final_cross_entropy)) as median_final_cross_entropy,
-            count(*) filter (where diverged) as diverged
-        from {schema}.training_outcomes
-        group by all
-        order by base_type, base_model
-    """,
-    "diverged": """
-        select finetuned_model_id, name, base_model_name, first_non_finite_step, last_step_number,
-            final_cross_entropy, first_outcome
-        from {schema}.training_outcomes
-        where diverged
-        order by last_step_at desc, finetuned_model_id
+            quantile_cont(queue_seconds, 0.5) as queue_p50_seconds,
+            quantile_cont(queue_seconds, 0.9) as queue_p90_seconds,
+            quantile_cont(training_seconds, 0.5) as training_p50_seconds,
+            quantile_cont(training_seconds, 0.9) as training_p90_seconds
+        from {schema}.{lifecycle}
     """,
 }
 
 
 def read_report(path: Path) -> dict[str, Any]:
-    """Every figure of the report as plain JSON-ready values, from the views, read-only."""
+    """Every figure of the report as plain JSON-ready values, from the views, read-only.
+
+    The default provider's (Cohere's) sections are at the top level, as before there was a second provider; every
+    other provider's are under its name. ``providers`` has each one's headline: the failure rate with its interval
+    and p50/p90 queue and training times.
+    """
     found: dict[str, Any] = {"warehouse": str(path)}
     with locks.reading(config.pipelines_dir("duckdb")), duckdb.connect(str(path), read_only=True) as con:
-        for key, sql in QUERIES.items():
-            try:
-                result = con.execute(sql.format(schema=config.DATASET_NAME))
-            except duckdb.CatalogException as error:
-                raise config.ConfigError(
-                    f"{path} has no views yet ({str(error).splitlines()[0]}): run `cohere-events views`"
-                ) from None
-            found[key] = records(result)
-        found["training"] = read_training(con)
-        found["data_as_of"] = last_load_time(con)
-    found["time_in_status"].sort(key=lambda row: status_rank(row["status"]))
-    found["failure_rate"] = found["failure_rate"][0] if found["failure_rate"] else None
+        present = [each for each in providers.all_providers().values() if has_dataset(con, each.dataset)]
+        if not present:
+            raise config.ConfigError(f"{path} has no views yet (no provider's dataset): run `cohere-events views`")
+        found["providers"] = {}
+        for provider in present:
+            section = read_provider(con, provider, path)
+            found["providers"][provider.name] = headline(provider, section)
+            if provider.name == providers.DEFAULT:
+                found.update(section)
+            else:
+                found[provider.name] = section
+        if "data_as_of" not in found:
+            found["data_as_of"] = found[present[0].name]["data_as_of"]
     return found
 
 
-def last_load_time(con: duckdb.DuckDBPyConnection) -> str | None:
+def has_dataset(con: duckdb.DuckDBPyConnection, dataset: str) -> bool:
+    row = con.execute("select count(*) from information_schema.schemata where schema_name = ?", [dataset]).fetchone()
+    return bool(row and row[0])
+
+
+def read_provider(con: duckdb.DuckDBPyConnection, provider: Provider, path: Path) -> dict[str, Any]:
+    """One provider's sections of the report."""
+    lifecycle = provider.module("lifecycle")
+    words = lifecycle.VIEW_WORDS
+    names = {
+        "schema": provider.dataset,
+        "items": words["items"],
+        "id": words["id"],
+        "name": lifecycle.NAME_COLUMN,
+        "stale": lifecycle.VIEW_NAMES["stale"],
+        "lifecycle": words["lifecycle"],
+    }
+    found: dict[str, Any] = {}
+    for key, sql in QUERIES.items():
+        try:
+            result = con.execute(sql.format(**names))
+        except duckdb.CatalogException as error:
+            raise config.ConfigError(
+                f"{path} has no views yet ({str(error).splitlines()[0]}): run `cohere-events views`"
+            ) from None
+        found[names["stale"] if key == "stale" else key] = records(result)
+    found["training"] = read_training(con, provider.dataset, lifecycle.TRAINING_QUERIES)
+    found["data_as_of"] = last_load_time(con, provider.dataset)
+    found["time_in_status"].sort(key=lambda row: status_rank(row["status"], lifecycle.STATUS_ORDER))
+    found["failure_rate"] = found["failure_rate"][0] if found["failure_rate"] else None
+    found["timings"] = found["timings"][0]
+    return found
+
+
+def headline(provider: Provider, section: dict[str, Any]) -> dict[str, Any]:
+    """A provider's line of the side-by-side table: its items, failure rate and interval, queue and training times."""
+    rate = section["failure_rate"] or {}
+    items = provider.module("lifecycle").VIEW_WORDS["items"]
+    return {
+        "title": provider.title,
+        "dataset": provider.dataset,
+        "items": rate.get(items, 0),
+        "item": provider.item,
+        "failure_rate": rate.get("failure_rate"),
+        "wilson_low": rate.get("wilson_low"),
+        "wilson_high": rate.get("wilson_high"),
+        "resolved": rate.get("resolved", 0),
+        **section["timings"],
+        "data_as_of": section["data_as_of"],
+    }
+
+
+def last_load_time(con: duckdb.DuckDBPyConnection, dataset: str = config.DATASET_NAME) -> str | None:
     """When the last successful load finished (dlt's ``_dlt_loads``), ISO 8601 UTC; None before any load."""
     try:
-        row = con.execute(f"select max(inserted_at) from {config.DATASET_NAME}._dlt_loads where status = 0").fetchone()
+        row = con.execute(f"select max(inserted_at) from {dataset}._dlt_loads where status = 0").fetchone()
     except duckdb.CatalogException:
         return None
     return plain(row[0]) if row and row[0] is not None else None
@@ -117,12 +148,10 @@ def records(result: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     return [{n: plain(v) for n, v in zip(names, row, strict=True)} for row in result.fetchall()]
 
 
-def read_training(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
+def read_training(con: duckdb.DuckDBPyConnection, dataset: str, queries: dict[str, str]) -> dict[str, Any] | None:
     """The training section, or None for a warehouse whose views predate training metrics."""
     try:
-        return {
-            key: records(con.execute(sql.format(schema=config.DATASET_NAME))) for key, sql in TRAINING_QUERIES.items()
-        }
+        return {key: records(con.execute(sql.format(schema=dataset))) for key, sql in queries.items()}
     except duckdb.CatalogException:
         return None
 
@@ -138,8 +167,8 @@ def plain(value: Any) -> Any:
     return value
 
 
-def status_rank(status: str) -> int:
-    return STATUS_ORDER.index(status) if status in STATUS_ORDER else len(STATUS_ORDER)
+def status_rank(status: str, order: list[str]) -> int:
+    return order.index(status) if status in order else len(order)
 
 
 def duration(seconds: float | None) -> str:
@@ -161,19 +190,19 @@ def percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def rate_cells(row: dict[str, Any]) -> list[str]:
+def rate_cells(row: dict[str, Any], counts: tuple[str, ...]) -> list[str]:
     low, high = row["wilson_low"], row["wilson_high"]
     bounds = "-" if low is None else f"{100 * low:.1f}-{100 * high:.1f}%"
-    counts = [row[key] for key in ("models", "ready", "failed", "cancelled", "in_flight")]
-    return [*map(str, counts), percent(row["failure_rate"]), bounds]
+    return [*(str(row[key]) for key in counts), percent(row["failure_rate"]), bounds]
 
 
-def rate_table(title: str, first: str, rows: list[tuple[str, dict[str, Any]]]) -> Table:
+def rate_table(title: str, first: str, rows: list[tuple[str, dict[str, Any]]], words: dict[str, str]) -> Table:
+    counts = (words["items"], words["succeeded"], "failed", "cancelled", "in_flight")
     table = Table(title=title, title_justify="left")
-    for column in (first, "models", "ready", "failed", "cancelled", "in flight", "failure rate", "95% interval"):
+    for column in (first, *(count.replace("_", " ") for count in counts), "failure rate", "95% interval"):
         table.add_column(column, justify="left" if column == first else "right", no_wrap=True)
     for label, row in rows:
-        table.add_row(label, *rate_cells(row))
+        table.add_row(label, *rate_cells(row, counts))
     return table
 
 
@@ -184,86 +213,119 @@ def metric(value: float | str | None) -> str:
     return value if isinstance(value, str) else f"{value:.3f}"
 
 
-def training_tables(training: dict[str, Any]) -> list[Table]:
-    """Final metrics by base model, and the trainings whose loss went NaN or infinite."""
-    by_base = Table(title="Training: final metrics by base model (median over models)", title_justify="left")
-    for column in ("base model", "models", "accuracy", "cross-entropy", "diverged"):
-        by_base.add_column(column, justify="left" if column == "base model" else "right", no_wrap=True)
-    for row in training["by_base_model"]:
-        by_base.add_row(
-            row["base_model"],
-            str(row["models"]),
-            metric(row["median_final_accuracy"]),
-            metric(row["median_final_cross_entropy"]),
-            str(row["diverged"]),
-        )
-    diverged = Table(title="Diverged trainings (loss went NaN or infinite)", title_justify="left")
-    for column in ("model", "name", "base model", "first bad step", "last step", "final cross-entropy", "outcome"):
-        diverged.add_column(column, justify="right" if "step" in column else "left", no_wrap=True)
-    for row in training["diverged"]:
-        diverged.add_row(
-            row["finetuned_model_id"],
-            row["name"] or "-",
-            row["base_model_name"] or "-",
-            str(row["first_non_finite_step"]),
-            str(row["last_step_number"]),
-            metric(row["final_cross_entropy"]),
-            row["first_outcome"] or "-",
-        )
-    return [by_base, diverged]
+def cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return metric(value)
+    return str(value)
 
 
-def tables(report: dict[str, Any]) -> list[Table]:
-    """The report as rich tables: time in status, failure rates overall and by week, stale models."""
+def record_table(title: str, rows: list[dict[str, Any]]) -> Table:
+    """Rows of a query as a table, each column named after its field."""
+    table = Table(title=title, title_justify="left")
+    for index, name in enumerate(rows[0] if rows else []):
+        numeric = all(isinstance(row[name], int | float) or row[name] is None for row in rows)
+        wraps = index > 0 and not numeric  # long names wrap; the first column (an id) and figures never do
+        justify = "right" if numeric else "left"
+        table.add_column(name.replace("_", " "), justify=justify, no_wrap=not wraps, overflow="fold")
+    for row in rows:
+        table.add_row(*(cell(value) for value in row.values()))
+    return table
+
+
+def providers_table(report: dict[str, Any]) -> Table:
+    """The headline, one row per provider: failure rate and interval, p50/p90 queue and training times."""
+    table = Table(title="Providers: first attempts and timings", title_justify="left")
+    columns = ("provider", "items", "failure rate", "95% interval", "queue p50", "queue p90", "training p50")
+    for column in (*columns, "training p90"):
+        table.add_column(column, justify="left" if column == "provider" else "right", no_wrap=True)
+    for line in report["providers"].values():
+        low, high = line["wilson_low"], line["wilson_high"]
+        table.add_row(
+            line["title"],
+            f"{line['items']} {line['item']}s",
+            percent(line["failure_rate"]),
+            "-" if low is None else f"{100 * low:.1f}-{100 * high:.1f}%",
+            *(duration(line[key]) for key in ("queue_p50_seconds", "queue_p90_seconds")),
+            *(duration(line[key]) for key in ("training_p50_seconds", "training_p90_seconds")),
+        )
+    return table
+
+
+def tables(section: dict[str, Any], provider: Provider) -> list[Table]:
+    """One provider's report as rich tables: time in status, failure rates overall and by week, stale items,
+    training."""
+    lifecycle = provider.module("lifecycle")
+    words = lifecycle.VIEW_WORDS
+    items = words["items"]
     times = Table(title="Time in status (closed intervals)", title_justify="left")
-    for column in ("status", "intervals", "open now", "models", "median", "p90", "max"):
+    for column in ("status", "intervals", "open now", items, "median", "p90", "max"):
         times.add_column(column, justify="left" if column == "status" else "right", no_wrap=True)
-    for row in report["time_in_status"]:
+    for row in section["time_in_status"]:
         times.add_row(
             row["status"],
             str(row["closed_intervals"]),
             str(row["open_intervals"]),
-            str(row["models"]),
+            str(row[items]),
             duration(row["p50_seconds"]),
             duration(row["p90_seconds"]),
             duration(row["max_seconds"]),
         )
-    overall = [("all", report["failure_rate"])] if report["failure_rate"] else []
-    training = report.get("training")  # None: views from before training metrics; no rows: nothing trained
-    weekly = [(row["cohort_week"], row) for row in report["failure_rates_weekly"]]
-    stale = Table(title="Stale models (queued, training or deploying for over 48 h)", title_justify="left")
-    for column in ("model", "name", "status", "since (UTC)", "stuck for"):
-        stale.add_column(column, justify="right" if column == "stuck for" else "left", no_wrap=True)
-    for row in report["stale_models"]:
+    overall = [("all", section["failure_rate"])] if section["failure_rate"] else []
+    training = section.get("training")  # None: views from before training metrics; no rows: nothing trained
+    weekly = [(row["cohort_week"], row) for row in section["failure_rates_weekly"]]
+    under_way = ", ".join(status.lower() for status in lifecycle.UNDER_WAY)
+    stale = Table(title=f"Stale {items} ({under_way} for over 48 h)", title_justify="left")
+    for column in (provider.item, "name", "status", "since (UTC)", "stuck for"):
+        justify = "right" if column == "stuck for" else "left"
+        stale.add_column(column, justify=justify, no_wrap=column != "name", overflow="fold")
+    for row in section[lifecycle.VIEW_NAMES["stale"]]:
         stale.add_row(
-            row["finetuned_model_id"],
+            row[words["id"]],
             row["name"] or "-",
             row["current_status"],
             row["current_since"][:16].replace("T", " "),
             duration(row["stuck_seconds"]),
         )
+    trained = [
+        record_table(lifecycle.TRAINING_TITLES[key], rows)
+        for key, rows in (training or {}).items()
+        if rows and training and training["by_base_model"]
+    ]
     return [
         times,
-        rate_table("Failure rate of first attempts", "cohort", overall),
-        rate_table(f"By cohort week (UTC Monday), last {RECENT_WEEKS} weeks", "week", weekly),
+        rate_table("Failure rate of first attempts", "cohort", overall, words),
+        rate_table(f"By cohort week (UTC Monday), last {RECENT_WEEKS} weeks", "week", weekly, words),
         stale,
-        *(training_tables(training) if training and training["by_base_model"] else []),
+        *trained,
     ]
 
 
 def summary(report: dict[str, Any]) -> str:
-    """One line: models, the failure rate with its interval, stale models."""
-    rate = report["failure_rate"]
-    stale = len(report["stale_models"])
-    if rate is None:
-        return f"report: no models in {report['warehouse']}"
-    text = f"report: {rate['models']} models"
-    if rate["failure_rate"] is not None:
-        low, high = rate["wilson_low"], rate["wilson_high"]
-        text += f", failure rate {percent(rate['failure_rate'])} (95% {100 * low:.1f}-{100 * high:.1f}%)"
-    else:
-        text += ", no failure rate yet (no model ready or failed)"
-    return text + f", {stale} stale model{'s' if stale != 1 else ''}"
+    """One line: per provider, its items, the failure rate with its interval, stale items."""
+    parts = []
+    for name, line in report["providers"].items():
+        provider = providers.get(name)
+        section = report if name == providers.DEFAULT else report[name]
+        stale = len(section[provider.module("lifecycle").VIEW_NAMES["stale"]])
+        item = provider.item
+        if section["failure_rate"] is None:
+            text = f"no {item}s"
+        else:
+            text = f"{line['items']} {item}s"
+            if line["failure_rate"] is not None:
+                low, high = line["wilson_low"], line["wilson_high"]
+                text += f", failure rate {percent(line['failure_rate'])} (95% {100 * low:.1f}-{100 * high:.1f}%)"
+            else:
+                succeeded = provider.module("lifecycle").SUCCEEDED
+                text += f", no failure rate yet (no {item} {succeeded} or failed)"
+            text += f", {stale} stale {item}{'s' if stale != 1 else ''}"
+        parts.append(text if name == providers.DEFAULT else f"{name}: {text}")
+    first = parts[0]
+    if first == "no models":
+        first = f"no models in {report['warehouse']}"
+    return "report: " + "; ".join([first, *parts[1:]])
 
 
 def print_report(output_format: str) -> str:
@@ -279,7 +341,15 @@ def print_report(output_format: str) -> str:
     console = Console() if sys.stdout.isatty() else Console(width=120)  # cron mail and pipes: no wrapping
     console.print(header(report), highlight=False, soft_wrap=True)
     console.print()
-    for table in tables(report):
-        console.print(table)
-        console.print()
+    console.print(providers_table(report))
+    console.print()
+    for name in report["providers"]:
+        provider = providers.get(name)
+        section = report if name == providers.DEFAULT else report[name]
+        if len(report["providers"]) > 1:
+            console.print(f"[bold]{provider.title}[/bold] (dataset {provider.dataset})", soft_wrap=True)
+            console.print()
+        for table in tables(section, provider):
+            console.print(table)
+            console.print()
     return summary(report)

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -30,9 +31,9 @@ from dlt.common.runtime.collector import LogCollector, NullCollector
 from pipelines import config, locks
 from pipelines.changes import DEFAULT_RECHECK_HOURS
 from pipelines.extract import MixedOriginError, RunReport
+from pipelines.http import ApiError
 from pipelines.memory import fix_mmap_threshold, imports_out_of_gc, release_free_memory
-from pipelines.providers.cohere.client import CohereApiError
-from pipelines.providers.cohere.source import SOURCE_NAME, cohere_finetuning
+from pipelines.providers import Provider, provider_of
 from pipelines.warehouse_state import trust_the_warehouse, warehouse_state_hash
 
 # DuckDB's buffer pool for a run's load, beyond which it spills to a temporary folder beside the warehouse: without
@@ -94,6 +95,7 @@ class LoadOptions:
     """The options of ``run`` and ``demo``."""
 
     destination: str = "duckdb"
+    provider: str = "cohere"
     model_ids: Sequence[str] = ()
     page_size: int = 100
     concurrency: int = 16
@@ -152,6 +154,8 @@ class LoadSummary:
     future_dated: int = 0
     first_future_dated: str = ""
     notes: list[str] = field(default_factory=list)
+    item: str = "model"  # what the provider lists: "model", "job"
+    oddities: dict[str, Counter[str]] = field(default_factory=dict)  # kind -> value -> how often (see RunReport.odd)
 
     def warnings(self) -> list[str]:
         """What went wrong without failing the run, a line each, for stderr."""
@@ -166,6 +170,9 @@ class LoadSummary:
                 f"warning: {self.first_future_dated}; {self.future_dated} models have such events: their cursors "
                 "stay at the API's clock, so later events still load"
             )
+        for kind, values in self.oddities.items():
+            common = ", ".join(f"{value} ({count})" for value, count in values.most_common(3))
+            found.append(f"warning: {values.total()} {kind}: {common}; stored as served")
         if self.restarted:
             found.append(
                 f"note: {self.restarted} models started training again from an earlier step (retrained under the "
@@ -175,12 +182,12 @@ class LoadSummary:
 
     def line(self) -> str:
         text = (
-            f"loaded {self.models} models, {self.new_events} new events, {self.new_metric_rows} new metric values "
-            f"in {self.seconds:.1f} s ({self.requests} requests, {self.retries} retries; "
-            f"fetched {self.fetched} models, skipped {self.unchanged} unchanged)"
+            f"loaded {self.models} {self.item}s, {self.new_events} new events, {self.new_metric_rows} new metric "
+            f"values in {self.seconds:.1f} s ({self.requests} requests, {self.retries} retries; "
+            f"fetched {self.fetched} {self.item}s, skipped {self.unchanged} unchanged)"
         )
         if self.paged_in_full:
-            text += f"; paged {self.paged_in_full} models in full: the API did not list them newest first"
+            text += f"; paged {self.paged_in_full} {self.item}s in full: the API did not list them newest first"
         if self.skipped:
             text += f"; skipped {len(self.skipped)}: {'; '.join(self.skipped[:3])}"
         if self.finished_pending:
@@ -211,8 +218,13 @@ def warehouse_lock(folder: Path) -> Iterator[None]:
             handle.truncate()  # `status` tells a live run by this text: see locks.running
 
 
-def make_pipeline(destination: str = "duckdb", progress: bool = False) -> dlt.Pipeline:
-    """The dlt pipeline for this warehouse, with its working folder kept apart from other warehouses."""
+def make_pipeline(
+    destination: str = "duckdb", progress: bool = False, provider: Provider | None = None
+) -> dlt.Pipeline:
+    """The dlt pipeline of ``provider`` (default: Cohere) for this warehouse, with its working folder kept apart
+    from other warehouses and providers. Every provider's pipeline has the same name, so that dlt finds the same
+    DuckDB file for each; each loads its own dataset."""
+    dataset = provider.dataset if provider else config.DATASET_NAME
     target: str | Destination[Any, Any] = destination
     if destination == "duckdb":
         # dlt loads the model table as one INSERT ... VALUES statement, and DuckDB needed 90 MB to parse one of 1,000
@@ -222,8 +234,8 @@ def make_pipeline(destination: str = "duckdb", progress: bool = False) -> dlt.Pi
     return dlt.pipeline(
         pipeline_name=config.PIPELINE_NAME,
         destination=target,
-        dataset_name=config.DATASET_NAME,
-        pipelines_dir=str(config.pipelines_dir(destination)),
+        dataset_name=dataset,
+        pipelines_dir=str(config.pipelines_dir(destination, dataset)),
         progress=collector or NullCollector(),
     )
 
@@ -323,7 +335,8 @@ def environment(values: dict[str, str]) -> Iterator[None]:
 def warehouse_simulated(pipeline: dlt.Pipeline) -> bool | None:
     """Whether the warehouse holds simulated data (True), real data (False), or nothing yet (None)."""
     pipeline.sync_destination()
-    state: dict[str, Any] = pipeline.state.get("sources", {}).get(SOURCE_NAME, {})  # type: ignore[assignment]
+    source = provider_of(pipeline).dataset
+    state: dict[str, Any] = pipeline.state.get("sources", {}).get(source, {})  # type: ignore[assignment]
     value = state.get("simulated")
     return bool(value) if value is not None else None
 
@@ -376,21 +389,22 @@ def load_once(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
 
     started = time.monotonic()
     fix_mmap_threshold()  # before extraction allocates: see memory.py
-    folder = config.pipelines_dir(options.destination)
+    provider = config.provider(options.provider)
+    folder = config.pipelines_dir(options.destination)  # the warehouse's locks, whichever provider loads
     with warehouse_lock(folder), flat_loads():
-        pipeline = make_pipeline(options.destination, options.progress)
+        pipeline = make_pipeline(options.destination, options.progress, provider)
         with writing(folder, options.destination):
             with warehouse_kept_open(options.destination):
                 notes = trust_the_warehouse(pipeline)
-                events_before = count_rows(pipeline, "events")  # before a pending package loads: its rows are new
-                metrics_before = count_rows(pipeline, "training_step_metrics")
-                cap_mb = merge_cap_mb(count_rows(pipeline, "finetuned_models"))
+                events_before = count_rows(pipeline, provider.events_table)  # before a pending package: it is new
+                metrics_before = count_rows(pipeline, provider.metrics_table)
+                cap_mb = merge_cap_mb(count_rows(pipeline, provider.items_table))
             finished_pending = finish_pending(pipeline, options.destination, notes, cap_mb)
             with warehouse_kept_open(options.destination):
                 expect_simulated = warehouse_simulated(pipeline)
                 based_on = warehouse_state_hash(pipeline)
         report = RunReport()
-        source = cohere_finetuning(
+        source = provider.module("source").make_source(
             api_key=api_key,
             base_url=base_url,
             model_ids=list(options.model_ids) or None,
@@ -415,14 +429,14 @@ def load_once(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
             with writing(folder, options.destination):
                 load_capped(pipeline, options.destination, notes, report.restarted, cap_mb)
                 with warehouse_kept_open(options.destination):
-                    new_events = count_rows(pipeline, "events") - events_before
-                    new_metric_rows = count_rows(pipeline, "training_step_metrics") - metrics_before
+                    new_events = count_rows(pipeline, provider.events_table) - events_before
+                    new_metric_rows = count_rows(pipeline, provider.metrics_table) - metrics_before
                     prune_state_history(pipeline)
                     views = create_views(pipeline)
         except Exception as error:
             cause = root_cause(error)
             if isinstance(cause, MixedOriginError):
-                raise MixedOriginError(f"{cause}: {warehouse_name(options.destination)}") from None
+                raise MixedOriginError(f"{cause}: {warehouse_name(options.destination, provider)}") from None
             raise
     return LoadSummary(
         models=report.models,
@@ -442,6 +456,8 @@ def load_once(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
         future_dated=report.future_dated,
         first_future_dated=report.first_future_dated,
         notes=notes,
+        item=provider.item,
+        oddities=report.oddities,
     )
 
 
@@ -455,17 +471,17 @@ def writing(folder: Path, destination: str) -> Iterator[None]:
         yield
 
 
-def warehouse_name(destination: str) -> str:
-    """The warehouse as a user would name it: the DuckDB file, else the destination."""
+def warehouse_name(destination: str, provider: Provider | None = None) -> str:
+    """The warehouse as a user would name it: the DuckDB file, else the destination and dataset."""
     path = config.duckdb_path() if destination == "duckdb" else None
-    return str(path) if path else f"the {destination} dataset {config.DATASET_NAME}"
+    return str(path) if path else f"the {destination} dataset {provider.dataset if provider else config.DATASET_NAME}"
 
 
 def finish_pending(pipeline: dlt.Pipeline, destination: str, notes: list[str], cap_mb: int = 0) -> bool:
     """Load what an interrupted run left behind, so this run can extract new data afterwards."""
     if not pipeline.has_pending_data:
         return False
-    source_state: Any = pipeline.state.get("sources", {}).get(SOURCE_NAME, {})
+    source_state: Any = pipeline.state.get("sources", {}).get(provider_of(pipeline).dataset, {})
     pipeline.normalize()
     load_capped(pipeline, destination, notes, list(source_state.get("restarted") or ()), cap_mb)
     return True
@@ -504,12 +520,13 @@ def load_capped(
 
 def replace_restarted(pipeline: dlt.Pipeline, restarted: Sequence[str]) -> None:
     """Delete the stored training-step metrics of models whose training started again (see fetch_metrics)."""
-    if not restarted or count_rows(pipeline, "training_step_metrics") == 0:
+    provider = provider_of(pipeline)
+    if not restarted or count_rows(pipeline, provider.metrics_table) == 0:
         return
     with pipeline.sql_client() as client:
-        table = client.make_qualified_table_name("training_step_metrics")
+        table = client.make_qualified_table_name(provider.metrics_table)
         marks = ", ".join(["%s"] * len(restarted))
-        client.execute_sql(f"delete from {table} where finetuned_model_id in ({marks})", *restarted)
+        client.execute_sql(f"delete from {table} where {provider.id_column} in ({marks})", *restarted)
 
 
 @contextmanager
@@ -575,7 +592,7 @@ def root_cause(error: BaseException) -> BaseException:
     rename to a copy raises the copy's ENOSPC with the first attempt's EXDEV as its context.
     """
     chain = error_chain(error)
-    known = CohereApiError | MixedOriginError | LockedError | HostError | config.ConfigError | KeyboardInterrupt
+    known = ApiError | MixedOriginError | LockedError | HostError | config.ConfigError | KeyboardInterrupt
     for current in chain:
         if isinstance(current, known):
             return current

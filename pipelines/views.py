@@ -44,8 +44,7 @@ from dlt.destinations.job_client_impl import SqlJobClientBase
 from sqlglot import ErrorLevel, exp
 from sqlglot.errors import UnsupportedError
 
-from pipelines import providers
-from pipelines.providers import Provider
+from pipelines.providers import Provider, provider_of
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 VIEW_FILE = re.compile(r"^\d+_([a-z][a-z0-9_]*)\.sql$")
@@ -70,7 +69,7 @@ def view_files(provider: Provider, sql_dir: Path = SQL_DIR) -> list[tuple[str, s
     folder = sql_dir / provider.name
     words = dict(lifecycle.VIEW_WORDS)
     if (folder / "status_events.sql").is_file():
-        words["status_events"] = fragment(folder / "status_events.sql")
+        words["status_events"] = render(fragment(folder / "status_events.sql"), words, folder / "status_events.sql")
     renamed: dict[str, str] = getattr(lifecycle, "VIEW_NAMES", {})
     files = [(path, True) for path in sql_dir.glob("*.sql")]
     files += [(path, False) for path in folder.glob("*.sql") if path.name != "status_events.sql"]
@@ -212,16 +211,6 @@ def unsupported_raises(name: str, dialect: str) -> Iterator[None]:
         logger.setLevel(level)
     if handler.messages:
         raise ViewTranslationError(f"view {name} cannot be translated for {dialect}: {'; '.join(handler.messages)}")
-
-
-def provider_of(pipeline: dlt.Pipeline) -> Provider:
-    """The provider whose data the pipeline loads: by its dataset, else by its schema (named after the source), else
-    the default provider (a pipeline with another dataset name, as tests make)."""
-    for name in (pipeline.dataset_name, pipeline.default_schema_name):
-        for provider in providers.all_providers().values():
-            if provider.dataset == name:
-                return provider
-    return providers.get(providers.DEFAULT)
 
 
 def source_tables(provider: Provider) -> dict[str, TTableSchemaColumns]:

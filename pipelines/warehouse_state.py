@@ -28,7 +28,7 @@ from dlt.common.versioned_state import decompress_state, json_decode_state, json
 from dlt.pipeline.state_sync import mark_state_extracted, migrate_state_to_current
 
 from pipelines.extract import BASED_ON
-from pipelines.providers.cohere.source import SOURCE_NAME
+from pipelines.providers import provider_of
 
 STATE_FILE = "state.json"
 DISCARDED = "discarded an interrupted run's load package made for another copy of the warehouse"
@@ -63,12 +63,13 @@ def trust_the_warehouse(pipeline: dlt.Pipeline) -> list[str]:
     if not path.is_file():
         return []  # nothing local to trust: dlt restores the warehouse's state itself
     local = json_decode_state(path.read_text(encoding="utf-8"))
+    source = provider_of(pipeline).dataset  # each provider's source is named after its dataset
     local_hash = str(local.get("_version_hash") or "")
     newest = newest_stored_state(pipeline, "s.version_hash, s.version")
     stored, version = (str(newest[0] or ""), newest[1]) if newest else ("", None)
     notes: list[str] = []
     if pipeline.has_pending_data:
-        if stored in (local_hash, based_on(local)) or continues(local, version):
+        if stored in (local_hash, based_on(local, source)) or continues(local, version, source):
             return []  # the package continues what the warehouse holds: the run finishes it first
         pipeline._delete_pending_packages()  # dlt's own clean-up; abort_packages would record a load in this warehouse
         notes.append(DISCARDED)
@@ -77,8 +78,8 @@ def trust_the_warehouse(pipeline: dlt.Pipeline) -> list[str]:
     row = newest_stored_state(pipeline, "s.state") if stored else None
     if row:
         write_state(path, installed(pipeline.pipeline_name, str(row[0]), local))
-    elif SOURCE_NAME in local.get("sources", {}):
-        forget_loads(local)
+    elif source in local.get("sources", {}):
+        forget_loads(local, source)
         write_state(path, local)
         notes.append("the warehouse holds no state of an earlier load: every model is read from the start")
     return notes
@@ -92,25 +93,25 @@ def installed(pipeline_name: str, compressed: str, local: dict[str, Any]) -> dic
     return state
 
 
-def continues(local: dict[str, Any], stored_version: Any) -> bool:
+def continues(local: dict[str, Any], stored_version: Any, source: str) -> bool:
     """For a package extracted before ``based_on`` was kept (the previous release): whether its state is the one
     right after the warehouse's newest, as dlt numbers them."""
-    if based_on(local) is not None:
+    if based_on(local, source) is not None:
         return False
     if stored_version is None:
         return int(local.get("_state_version", 0)) <= 1  # a first load, killed after extracting
     return int(local.get("_state_version", 0)) == int(stored_version) + 1
 
 
-def based_on(state: dict[str, Any]) -> str | None:
+def based_on(state: dict[str, Any], source: str) -> str | None:
     """The warehouse state that the extraction of a pending package started from (None before this was kept)."""
-    value = state.get("sources", {}).get(SOURCE_NAME, {}).get(BASED_ON)
+    value = state.get("sources", {}).get(source, {}).get(BASED_ON)
     return None if value is None else str(value)
 
 
-def forget_loads(state: dict[str, Any]) -> None:
+def forget_loads(state: dict[str, Any], source: str) -> None:
     """Drop what the local state says was loaded: the source's marks and the state's version."""
-    state.get("sources", {}).pop(SOURCE_NAME, None)
+    state.get("sources", {}).pop(source, None)
     state["_state_version"] = 0
     state.pop("_version_hash", None)
 

@@ -16,6 +16,7 @@ import pkgutil
 from dataclasses import dataclass
 from functools import cache
 from types import ModuleType
+from typing import Any
 
 DEFAULT = "cohere"  # the provider of `run`, `demo` and `fake-api` when --provider is not given
 
@@ -69,3 +70,13 @@ def get(name: str) -> Provider:
     if name not in providers:
         raise ValueError(f"unknown provider {name!r}: choose one of {', '.join(providers)}")
     return providers[name]
+
+
+def provider_of(pipeline: Any) -> Provider:
+    """The provider whose data a dlt pipeline loads: by its dataset, else by its schema (named after the source),
+    else the default provider (a pipeline with a dataset of another name, as tests make)."""
+    for name in (pipeline.dataset_name, pipeline.default_schema_name):
+        for provider in all_providers().values():
+            if provider.dataset == name:
+                return provider
+    return get(DEFAULT)

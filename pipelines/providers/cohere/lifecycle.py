@@ -35,3 +35,33 @@ VIEW_WORDS = {
     "step_at": "created_at",
 }
 VIEW_NAMES = {"stale": "stale_models"}  # shared templates whose view has another name here
+NAME_COLUMN = "name"  # the lifecycle view's column that names a model for people
+
+# The report's training section: medians over models of each model's value at its last step (finite values only),
+# and the trainings whose loss went NaN or infinite.
+TRAINING_QUERIES = {
+    "by_base_model": """
+        select
+            coalesce(base_model_name, '(' || lower(replace(base_type, 'BASE_TYPE_', '')) || ')', 'unknown')
+                as base_model,
+            base_type,
+            count(*) as models,
+            median(final_accuracy) filter (where isfinite(final_accuracy)) as median_final_accuracy,
+            median(final_cross_entropy) filter (where isfinite(final_cross_entropy)) as median_final_cross_entropy,
+            count(*) filter (where diverged) as diverged
+        from {schema}.training_outcomes
+        group by all
+        order by base_type, base_model
+    """,
+    "diverged": """
+        select finetuned_model_id, name, base_model_name, first_non_finite_step, last_step_number,
+            final_cross_entropy, first_outcome
+        from {schema}.training_outcomes
+        where diverged
+        order by last_step_at desc, finetuned_model_id
+    """,
+}
+TRAINING_TITLES = {
+    "by_base_model": "Training: final metrics by base model (median over models)",
+    "diverged": "Diverged trainings (loss went NaN or infinite)",
+}

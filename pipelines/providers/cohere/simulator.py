@@ -301,6 +301,10 @@ class World:
             world.models[model.id] = model
         return world
 
+    def size(self) -> int:
+        """How many models the world holds."""
+        return len(self.models)
+
     def visible_events(self, model: Model) -> list[Event]:
         return [e for e in model.events if e.visible(self.now)]
 
@@ -855,3 +859,24 @@ def step_metrics(model: Model, now: datetime) -> list[StepMetrics]:
     curves = training_curves(model.id, base_type, *model.planned_training)
     visible = bisect.bisect_right(curves, min(now, span[1]), key=lambda step: step.created_at)
     return list(curves[:visible])
+
+
+def demo_api(
+    models: int = 60,
+    seed: int = 7,
+    api_key: str = DEFAULT_API_KEY,
+    latency_ms: float = 0.0,
+    rate_limit: int = 0,
+    error_rate: float = 0.0,
+    long_history: int = 0,
+    retired: bool = False,
+) -> FakeCohereApi:
+    """The simulated API of ``demo`` and ``fake-api``: the demo's timeline of ``models`` models, or with
+    ``long_history`` a world of long histories; the fault switches as ``fake-api`` names them."""
+    world = (
+        World(models=models, seed=seed, long_history=long_history)
+        if long_history
+        else World.timeline(seed=seed, models=models)
+    )
+    faults = Faults(error_rate=error_rate, rate_limit_rpm=rate_limit, retired=410 if retired else None)
+    return FakeCohereApi(world, api_key=api_key, latency_ms=latency_ms, faults=faults)

@@ -254,6 +254,9 @@ def cohere_finetuning(
     return [finetuned_models, events, *([training_step_metrics] if metrics else [])]
 
 
+make_source = cohere_finetuning
+
+
 async def model_pages(
     api: FinetuningClient, model_ids: Sequence[str] | None, report: RunReport
 ) -> AsyncIterator[list[dict[str, Any]]]:

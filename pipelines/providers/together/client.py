@@ -1,0 +1,77 @@
+"""Together AI's fine-tuning jobs API: the job list, a job, its events and its training metrics.
+
+Nothing is paginated: each endpoint answers with everything it has. Secrets a server might echo back (a W&B key,
+a Hugging Face token) are removed from every job before anything else sees it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from pipelines.http import ApiClient, MalformedResponseError
+
+JOBS_PATH = "/v1/fine-tunes"
+# request-only secrets of the API (3.x: wandb_key; 1.x: wandb_api_key; hf_api_token), and any other api key
+SECRET_FIELDS = frozenset({"wandb_key", "wandb_api_key", "hf_api_token", "hf_token", "api_key"})
+
+
+class TogetherClient(ApiClient):
+    """GETs Together's fine-tuning endpoints. Use ``async with``; one instance per event loop."""
+
+    key_hint = "TOGETHER_API_KEY"
+
+    async def list_jobs(self) -> list[dict[str, Any]]:
+        """Every fine-tuning job, as listed (without events), secrets removed."""
+        body = await self.get_json(JOBS_PATH, {}, "the job list")
+        return [checked_job(scrub(job), "the job list") for job in objects(body, "data", "the job list")]
+
+    async def get_job(self, job_id: str) -> dict[str, Any]:
+        """One job, secrets removed; NotFoundError on 404."""
+        where = f"job {job_id}"
+        return checked_job(scrub(await self.get_json(f"{JOBS_PATH}/{quote(job_id, safe='')}", {}, where)), where)
+
+    async def events(self, job_id: str) -> list[dict[str, Any]]:
+        """Every event of a job, in the order served (oldest first, as the API documents)."""
+        where = f"events of job {job_id}"
+        body = await self.get_json(f"{JOBS_PATH}/{quote(job_id, safe='')}/events", {}, where)
+        return objects(body, "data", where)
+
+    async def metrics(self, job_id: str, step_from: int | None = None) -> list[dict[str, Any]]:
+        """A job's training metric rows, from ``step_from`` (inclusive) on; the API's null is no rows."""
+        where = f"training metrics of job {job_id}"
+        params = {} if step_from is None else {"global_step_from": step_from}
+        body = await self.get_json(f"{JOBS_PATH}/{quote(job_id, safe='')}/metrics", params, where)
+        return objects(body, "metrics", where)
+
+
+def objects(body: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:
+    """``body[key]`` as a list of objects (absent or null: none); else a one-line MalformedResponseError."""
+    items = body.get(key)
+    if items is None:
+        return []
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise MalformedResponseError(f"malformed response for {where}: '{key}' is not a list of objects")
+    return items
+
+
+def scrub(value: Any) -> Any:
+    """``value`` with every secret field removed, at any depth."""
+    if isinstance(value, dict):
+        for name in SECRET_FIELDS & value.keys():
+            del value[name]
+        for item in value.values():
+            scrub(item)
+    elif isinstance(value, list):
+        for item in value:
+            scrub(item)
+    return value
+
+
+def checked_job(job: dict[str, Any], where: str) -> dict[str, Any]:
+    """The job, if its ``id`` is a non-empty string; else a one-line error naming where it was served."""
+    job_id = job.get("id")
+    if not isinstance(job_id, str) or not job_id.strip():
+        problem = "without an id" if job_id is None else f"with id {job_id!r:.40}, not a non-empty string"
+        raise MalformedResponseError(f"malformed job in {where}: a job {problem}")
+    return job

@@ -1,0 +1,392 @@
+"""The dlt source for Together AI: ``jobs`` merged on ``id``, their ``job_events`` and ``training_metrics``.
+
+The job list is read on every run. A job's events and metrics are read only when the job is new, its ``status`` or
+``updated_at`` changed, it is under way (running, compressing, uploading, cancel requested: metrics grow with no
+event), or its rolling re-check is due (:mod:`pipelines.changes`). The events endpoint answers with all of a job's
+events, which carry no id: each is stored once under a key made of (job_id, created_at, type, message, step), so a
+NULL step matches a NULL step. Metrics are asked for from the highest stored step on, that step included (its eval
+row may come later), and stored long: one row per (job_id, step, metric).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import dlt
+import orjson
+import pyarrow as pa
+from dlt.common.data_types import TDataType
+from dlt.common.schema.typing import TTableSchemaColumns
+from dlt.sources import DltResource
+
+from pipelines import arrow
+from pipelines.changes import DEFAULT_RECHECK_HOURS, ModelRef, Rechecks, Seen, SeenModels
+from pipelines.extract import (
+    BASED_ON,
+    ModelFeed,
+    RunReport,
+    check_origin,
+    fan_out,
+    loaded_state_hash,
+    parse_timestamps,
+)
+from pipelines.http import ClientSettings, MalformedResponseError, NotFoundError, SharedLimits
+from pipelines.providers.together.client import TogetherClient
+from pipelines.providers.together.lifecycle import KNOWN_STATUSES, KNOWN_TYPES, TERMINAL
+
+SOURCE_NAME = "together_finetuning"
+STEP, TIMESTAMP = "train/global_step", "timestamp"
+UNDER_WAY_READ_EVERY_RUN = frozenset({"running", "compressing", "uploading", "cancel_requested"})
+NOT_STARTED = frozenset({"pending", "queued"})
+NON_FINITE = {"NaN": math.nan, "nan": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+UNKNOWN_TYPE = "events of a type the status mapping does not know"
+UNTIMED = "events without created_at (stored with no time, left out of the status views)"
+UNKNOWN_STATUS = "jobs with a status the lifecycle does not know"
+STEPLESS = "metric rows without train/global_step (not stored)"
+
+
+def _cols(data_type: TDataType, *names: str) -> TTableSchemaColumns:
+    return {name: {"data_type": data_type, "nullable": True} for name in names}
+
+
+# Declared so every column the views use exists even before the API has sent a value for it.
+JOB_COLUMNS: TTableSchemaColumns = {
+    "id": {"data_type": "text", "nullable": False, "primary_key": True},
+    **_cols("text", "status", "user_id", "model", "model_output_name", "suffix", "training_file"),
+    **_cols("text", "validation_file", "training_type__type", "training_method__method", "wandb_project_name"),
+    **_cols("timestamp", "created_at", "updated_at", "started_at"),
+    **_cols("bigint", "n_epochs", "n_checkpoints", "batch_size", "token_count", "total_price"),
+    **_cols("double", "learning_rate"),
+}
+EVENTS_KEY = "event_key"
+EVENT_COLUMNS: TTableSchemaColumns = {
+    "job_id": {"data_type": "text", "nullable": False},
+    "type": {"data_type": "text", "nullable": False},
+    "level": {"data_type": "text", "nullable": True},
+    "message": {"data_type": "text", "nullable": True},
+    "created_at": {"data_type": "timestamp", "nullable": True, "timezone": True, "precision": 6},
+    "step": {"data_type": "bigint", "nullable": True},
+    "total_steps": {"data_type": "bigint", "nullable": True},
+    "checkpoint_path": {"data_type": "text", "nullable": True},
+    "wandb_url": {"data_type": "text", "nullable": True},
+    EVENTS_KEY: {"data_type": "text", "nullable": False, "primary_key": True},
+}
+EVENTS_SCHEMA = pa.schema(
+    [
+        pa.field("job_id", pa.string(), nullable=False),
+        pa.field("type", pa.string(), nullable=False),
+        pa.field("level", pa.string()),
+        pa.field("message", pa.string()),
+        pa.field("created_at", pa.timestamp("us", tz="UTC")),
+        pa.field("step", pa.int64()),
+        pa.field("total_steps", pa.int64()),
+        pa.field("checkpoint_path", pa.string()),
+        pa.field("wandb_url", pa.string()),
+        pa.field(EVENTS_KEY, pa.string(), nullable=False),
+    ]
+)
+METRICS_KEY = ("job_id", "step", "metric")
+METRIC_COLUMNS: TTableSchemaColumns = {
+    "job_id": {"data_type": "text", "nullable": False, "primary_key": True},
+    "step": {"data_type": "bigint", "nullable": False, "primary_key": True},
+    "metric": {"data_type": "text", "nullable": False, "primary_key": True},
+    "value": {"data_type": "double", "nullable": True},
+    "logged_at": {"data_type": "timestamp", "nullable": True, "timezone": True, "precision": 6},
+}
+METRICS_SCHEMA = pa.schema(
+    [
+        pa.field("job_id", pa.string(), nullable=False),
+        pa.field("step", pa.int64(), nullable=False),
+        pa.field("metric", pa.string(), nullable=False),
+        pa.field("value", pa.float64()),
+        pa.field("logged_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+# Every table with the columns this source declares: the views need them even before a load created them.
+SOURCE_TABLES: dict[str, TTableSchemaColumns] = {
+    "jobs": JOB_COLUMNS,
+    "job_events": EVENT_COLUMNS,
+    "training_metrics": METRIC_COLUMNS,
+}
+
+
+@dlt.source(name=SOURCE_NAME, section=SOURCE_NAME, max_table_nesting=1)
+def together_finetuning(
+    api_key: str = dlt.secrets.value,
+    base_url: str = "https://api.together.ai",
+    model_ids: Sequence[str] | None = None,
+    page_size: int = 100,
+    concurrency: int = 16,
+    requests_per_minute: int = 500,
+    lookback_seconds: float = 3600,
+    timeout_seconds: float = 30,
+    recheck_hours: float = DEFAULT_RECHECK_HOURS,
+    full: bool = False,
+    metrics: bool = True,
+    report: RunReport | None = None,
+    expect_simulated: bool | None = None,
+    based_on: str | None = None,
+) -> list[DltResource]:
+    """Fine-tuning jobs, their event logs and training metrics from Together AI's API.
+
+    ``model_ids`` limits the run to those jobs (always read). Unchanged jobs are skipped until their re-check, due
+    once every ``recheck_hours``, or now with ``full``; ``metrics=False`` leaves training metrics out.
+    ``page_size`` and ``lookback_seconds`` are Cohere's: this API neither pages nor needs a lookback (a job's events
+    are read whole). ``expect_simulated`` and ``based_on`` are as for Cohere's source.
+    """
+    settings = ClientSettings(
+        base_url=base_url,
+        api_key=api_key,
+        concurrency=concurrency,
+        requests_per_minute=requests_per_minute,
+        timeout_seconds=timeout_seconds,
+    )
+    report = report or RunReport()
+    started = time.time()
+    rechecks = Rechecks(period_seconds=recheck_hours * 3600, now=started, full=full)
+    metric_rechecks = Rechecks(period_seconds=recheck_hours * 3600, now=started, full=full)
+    limits: list[SharedLimits] = []  # made on first use, inside dlt's event loop
+    seen: list[SeenModels] = []  # dlt state exists only while a resource runs: filled by the job list
+    feeds = {"job_events": ModelFeed(), **({"training_metrics": ModelFeed()} if metrics else {})}
+
+    def client() -> TogetherClient:
+        if not limits:
+            limits.append(SharedLimits.for_settings(settings))
+        return TogetherClient(settings, report.requests, limits[0])
+
+    def plan(job: dict[str, Any]) -> ModelRef:
+        ref = ModelRef.of(job)
+        return what_to_read(ref, seen[0].get(ref.id), rechecks, metric_rechecks, always=bool(model_ids))
+
+    @dlt.resource(name="jobs", write_disposition="merge", primary_key="id", columns=JOB_COLUMNS)
+    async def jobs() -> AsyncIterator[list[dict[str, Any]]]:
+        state = dlt.current.source_state()
+        state[BASED_ON] = loaded_state_hash(state) if based_on is None else based_on
+        seen.append(SeenModels(state, dlt.current.resource_state("job_events")))
+        rechecks.last_full_listing = state.get("rechecked_at")
+        metric_rechecks.last_full_listing = state.get("metrics_rechecked_at", rechecks.last_full_listing)
+        try:
+            async with client() as api:
+                listed = await listed_jobs(api, model_ids, report)
+                check_origin(report.requests.simulated, expect_simulated, "Together AI")
+                state["simulated"] = report.requests.simulated
+                for job in listed:
+                    job.pop("events", None)  # the list's are empty; a job's events are a table of their own
+                    status = str(job.get("status") or "")
+                    if status.lower() not in KNOWN_STATUSES:
+                        report.odd(UNKNOWN_STATUS, status or "(none)")
+                refs = [plan(job) for job in listed]
+                report.fetched += sum(ref.events for ref in refs)
+                report.unchanged += sum(not ref.events for ref in refs)
+                for feed in feeds.values():
+                    feed.publish(refs)
+                if listed:
+                    yield listed
+            if not model_ids:  # every job was listed, and each one due was read
+                state["rechecked_at"] = rechecks.now
+                if metrics:
+                    state["metrics_rechecked_at"] = metric_rechecks.now
+        finally:
+            for feed in feeds.values():
+                feed.close()
+
+    @dlt.resource(  # type: ignore[call-overload]  # dlt's stubs omit the dict form of write_disposition
+        name="job_events",
+        write_disposition={"disposition": "merge", "strategy": "insert-only"},
+        primary_key=EVENTS_KEY,
+        columns=EVENT_COLUMNS,
+    )
+    async def job_events() -> AsyncIterator[pa.Table]:
+        async def fetch(api: TogetherClient, job: ModelRef, out: asyncio.Queue[pa.Table | None]) -> None:
+            served = await api.events(job.id)
+            table, newest = events_table(job.id, served, f"events of job {job.id}", report)
+            if table.num_rows:
+                await out.put(table)
+            seen[0].update(job.id, cursor=newest, events=job.fingerprint)
+
+        async with client() as api:
+            async for table in fan_out(
+                api, feeds["job_events"], lambda job: job.events, fetch, "events of job", report
+            ):
+                report.events += table.num_rows
+                yield table
+
+    @dlt.resource(  # type: ignore[call-overload]
+        name="training_metrics",
+        write_disposition={"disposition": "merge", "strategy": "insert-only"},
+        primary_key=METRICS_KEY,
+        columns=METRIC_COLUMNS,
+    )
+    async def training_metrics() -> AsyncIterator[pa.Table]:
+        async def fetch(api: TogetherClient, job: ModelRef, out: asyncio.Queue[pa.Table | None]) -> None:
+            stored = seen[0].get(job.id).step
+            step_from = None if stored is None or stored < 0 else stored
+            rows = await api.metrics(job.id, step_from)
+            table, highest = metrics_table(job.id, rows, f"training metrics of job {job.id}", report)
+            if table.num_rows:
+                await out.put(table)
+            best = max(step_from if step_from is not None else -1, -1 if highest is None else highest)
+            seen[0].update(job.id, step=best, metrics=job.fingerprint)
+
+        async with client() as api:
+            feed, what = feeds["training_metrics"], "training metrics of job"
+            async for table in fan_out(api, feed, lambda job: job.metrics, fetch, what, report):
+                report.metric_rows += table.num_rows
+                yield table
+
+    return [jobs, job_events, *([training_metrics] if metrics else [])]
+
+
+make_source = together_finetuning
+
+
+def what_to_read(
+    job: ModelRef, seen: Seen, rechecks: Rechecks, metric_rechecks: Rechecks, always: bool = False
+) -> ModelRef:
+    """The job with what this run reads of it: events and metrics when it is new or changed, under way, or due
+    for its re-check (metrics on their own schedule); a job not started that never had metrics has none to read."""
+    fingerprint = job.fingerprint
+    status = job.status.lower()
+    under_way = status in UNDER_WAY_READ_EVERY_RUN or (status not in TERMINAL and status not in NOT_STARTED)
+    changed = not fingerprint or under_way
+    events = always or changed or rechecks.due(job.id) or seen.events != fingerprint
+    untrained = status in NOT_STARTED and (seen.step is None or seen.step < 0)
+    metrics = not untrained and (always or changed or metric_rechecks.due(job.id) or seen.metrics != fingerprint)
+    return ModelRef(job.id, job.status, job.updated_at, events=events, metrics=metrics)
+
+
+async def listed_jobs(api: TogetherClient, job_ids: Sequence[str] | None, report: RunReport) -> list[dict[str, Any]]:
+    """The whole job list (each job once), or only the named jobs (a 404 is reported and skipped)."""
+    if not job_ids:
+        unique = {str(job["id"]): job for job in await api.list_jobs()}
+        report.models += len(unique)
+        return list(unique.values())
+    found = []
+    for job_id in dict.fromkeys(job_ids):
+        try:
+            found.append(await api.get_job(job_id))
+        except NotFoundError:
+            report.skipped.append(f"job {job_id} not found (404)")
+    report.models += len(found)
+    return found
+
+
+def event_key(job_id: str, created_us: int | None, event: dict[str, Any]) -> str:
+    """An event's identity: (job_id, created_at, type, message, step), with None apart from any value."""
+    identity = [job_id, created_us, event.get("type"), event.get("message"), event.get("step")]
+    return hashlib.blake2b(orjson.dumps(identity), digest_size=16).hexdigest()
+
+
+def events_table(
+    job_id: str, events: list[dict[str, Any]], where: str, report: RunReport
+) -> tuple[pa.Table, int | None]:
+    """A job's events as a typed Arrow table, each once, and the newest event's time (microseconds)."""
+    for event in events:
+        if not isinstance(event.get("type", ""), str) or not all(
+            isinstance(event.get(name), str | None) for name in ("created_at", "message", "level")
+        ):
+            raise MalformedResponseError(f"malformed event in {where}: {event!r:.120}")
+        if not all(type(event.get(name)) in (int, type(None)) for name in ("step", "total_steps")):
+            raise MalformedResponseError(f"malformed step in an event in {where}: {event!r:.120}")
+    stamps = [event.get("created_at") or None for event in events]
+    timed = [index for index, stamp in enumerate(stamps) if stamp is not None]
+    micros: list[int | None] = [None] * len(events)
+    if timed:
+        parsed = parse_timestamps([stamps[index] for index in timed], where)  # type: ignore[misc]
+        for index, value in zip(timed, parsed.cast(pa.int64()).to_pylist(), strict=True):
+            micros[index] = value
+    keep, keys = [], set()
+    for index, event in enumerate(events):
+        key = event_key(job_id, micros[index], event)
+        if key in keys:
+            continue  # the same event served twice: stored once
+        keys.add(key)
+        keep.append((index, key))
+        kind = str(event.get("type") or "")
+        if kind.lower() not in KNOWN_TYPES:
+            report.odd(UNKNOWN_TYPE, kind or "(none)")
+        if micros[index] is None:
+            report.odd(UNTIMED, job_id)
+    rows = [events[index] for index, _ in keep]
+    table = pa.Table.from_arrays(
+        [
+            arrow.repeated(job_id, len(rows)),
+            arrow.strings([str(row.get("type") or "") for row in rows]),
+            arrow.strings([row.get("level") or None for row in rows]),
+            arrow.strings([row.get("message") for row in rows]),
+            arrow.optional_int64s([micros[index] for index, _ in keep], arrow.UTC_MICROS),
+            arrow.optional_int64s([row.get("step") for row in rows]),
+            arrow.optional_int64s([row.get("total_steps") for row in rows]),
+            arrow.strings([text_or_none(row.get("checkpoint_path")) for row in rows]),
+            arrow.strings([text_or_none(row.get("wandb_url")) for row in rows]),
+            arrow.strings([key for _, key in keep]),
+        ],
+        schema=EVENTS_SCHEMA,
+    )
+    known = [value for value in micros if value is not None]
+    return table, max(known) if known else None
+
+
+def text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def metrics_table(
+    job_id: str, rows: list[dict[str, Any]], where: str, report: RunReport
+) -> tuple[pa.Table, int | None]:
+    """Metric rows in long form (one row per step and metric, the first served of each kept), and the highest step.
+
+    ``train/global_step`` is the step, ``timestamp`` (integer nanoseconds) when it was logged; every other key is a
+    metric. NaN and infinities, bare or as strings, are kept as such.
+    """
+    steps: list[int] = []
+    names: list[str] = []
+    values: list[float | None] = []
+    logged: list[int | None] = []
+    stored: set[tuple[int, str]] = set()
+    for row in rows:
+        step = row.get(STEP)
+        if isinstance(step, float) and step.is_integer():
+            step = int(step)
+        if step is None:
+            report.odd(STEPLESS, job_id)
+            continue
+        if type(step) is not int:
+            raise MalformedResponseError(f"malformed {STEP} in {where}: {row!r:.120}")
+        stamp = row.get(TIMESTAMP)
+        logged_us = stamp // 1000 if type(stamp) is int else None
+        for name, value in row.items():
+            if name in (STEP, TIMESTAMP) or (step, name) in stored:
+                continue
+            stored.add((step, name))
+            steps.append(step)
+            names.append(name)
+            values.append(metric_value(value, name, where))
+            logged.append(logged_us)
+    table = pa.Table.from_arrays(
+        [
+            arrow.repeated(job_id, len(names)),
+            arrow.int64s(steps),
+            arrow.strings(names),
+            arrow.optional_float64s(values),
+            arrow.optional_int64s(logged, arrow.UTC_MICROS),
+        ],
+        schema=METRICS_SCHEMA,
+    )
+    return table, max(steps) if steps else None
+
+
+def metric_value(value: Any, name: str, where: str) -> float | None:
+    """A metric as a double: numbers as they are, null as NULL, "NaN" and the infinities as those."""
+    if value is None:
+        return None
+    if type(value) is float or type(value) is int:
+        return float(value)
+    if isinstance(value, str) and value in NON_FINITE:
+        return NON_FINITE[value]
+    raise MalformedResponseError(f"malformed value of metric {name!r} in {where}: {value!r:.60}")
