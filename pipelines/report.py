@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 from pipelines import config, locks, providers
@@ -227,7 +227,7 @@ def record_table(title: str, rows: list[dict[str, Any]]) -> Table:
     for index, name in enumerate(rows[0] if rows else []):
         numeric = all(isinstance(row[name], int | float) or row[name] is None for row in rows)
         wraps = index > 0 and not numeric  # long names wrap; the first column (an id) and figures never do
-        justify = "right" if numeric else "left"
+        justify: JustifyMethod = "right" if numeric else "left"
         table.add_column(name.replace("_", " "), justify=justify, no_wrap=not wraps, overflow="fold")
     for row in rows:
         table.add_row(*(cell(value) for value in row.values()))
@@ -278,7 +278,7 @@ def tables(section: dict[str, Any], provider: Provider) -> list[Table]:
     under_way = ", ".join(status.lower() for status in lifecycle.UNDER_WAY)
     stale = Table(title=f"Stale {items} ({under_way} for over 48 h)", title_justify="left")
     for column in (provider.item, "name", "status", "since (UTC)", "stuck for"):
-        justify = "right" if column == "stuck for" else "left"
+        justify: JustifyMethod = "right" if column == "stuck for" else "left"
         stale.add_column(column, justify=justify, no_wrap=column != "name", overflow="fold")
     for row in section[lifecycle.VIEW_NAMES["stale"]]:
         stale.add_row(

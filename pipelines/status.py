@@ -20,20 +20,45 @@ from typing import Any
 
 import duckdb
 
-from pipelines import config, locks
+from pipelines import config, locks, providers
+from pipelines.providers import Provider
 
 Query = Callable[[str], list[tuple[Any, ...]]]
 LOAD_ID = re.compile(r"^[0-9.]+$")
-CONTENT_TABLES = ("finetuned_models", "events", "training_step_metrics")
 
 
 def read_status(destination: str = "duckdb") -> dict[str, Any]:
-    """Every figure of ``status`` as JSON-ready values (the keys are documented in the README)."""
+    """Every figure of ``status`` as JSON-ready values (the keys are documented in the README): the default
+    provider's (Cohere's) at the top level, as before there was a second provider, and every provider that loaded
+    this warehouse under ``providers``, each with the same keys named for its tables."""
+    found = read_provider_status(destination, providers.get(providers.DEFAULT))
+    found["providers"] = {}
+    for provider in providers.all_providers().values():
+        if provider.name == providers.DEFAULT:
+            found["providers"][provider.name] = {key: value for key, value in found.items() if key != "providers"}
+            continue
+        other = read_provider_status(destination, provider)
+        if other["local_state"] or other["loads"] is not None:
+            found["providers"][provider.name] = other
+    return found
+
+
+def keys(provider: Provider) -> dict[str, str]:
+    """The status keys of a provider's figures: Cohere's ``models``, ``events``, ``training_step_metrics``;
+    Together AI's ``jobs``, ``job_events``, ``training_metrics``."""
+    return {"items": provider.items, "events": provider.events_table, "metrics": provider.metrics_table}
+
+
+def read_provider_status(destination: str, provider: Provider) -> dict[str, Any]:
+    """One provider's figures: its dataset's loads and tables, and its dlt working folder."""
     now = datetime.now(UTC)
-    folder = config.pipelines_dir(destination)
+    folder = config.pipelines_dir(destination, provider.dataset)
+    lock_folder = config.pipelines_dir(destination)  # the warehouse's locks, whichever provider loads
+    named = keys(provider)
     found: dict[str, Any] = {
+        "provider": provider.name,
         "destination": destination,
-        "dataset": config.DATASET_NAME,
+        "dataset": provider.dataset,
         "warehouse": None,
         "warehouse_readable": False,
         "warehouse_error": None,
@@ -44,25 +69,25 @@ def read_status(destination: str = "duckdb") -> dict[str, Any]:
         "pending_packages": [],
         "running": False,
         "run": None,
-        "models": None,
-        "models_with_cursor": None,
-        "events": None,
+        named["items"]: None,
+        f"{named['items']}_with_cursor": None,
+        named["events"]: None,
         "newest_event_at": None,
         "newest_event_age_seconds": None,
-        "training_step_metrics": None,
+        named["metrics"]: None,
         "pipelines_dir": str(folder),
         "local_state": (folder / config.PIPELINE_NAME / "state.json").is_file(),
         "dlt_info_command": info_command(folder),
     }
-    local = read_local(destination, folder)
-    with warehouse_query(destination, found) as query:
+    local = read_local(destination, folder, provider)
+    with warehouse_query(destination, found, provider) as query:
         if query is not None:
-            found.update(read_warehouse(query, now))
-    run = locks.running(folder)
+            found.update(read_warehouse(query, now, provider))
+    run = locks.running(lock_folder)
     found["running"], found["run"] = run is not None, run
     found["pending_packages"] = [] if run else local["pending_packages"]  # a live run's package is its own
     found["pending"] = bool(found["pending_packages"])
-    found["models_with_cursor"] = local["models_with_cursor"]
+    found[f"{named['items']}_with_cursor"] = local["with_cursor"]
     if found["last_load"] is None and local["last_load"] is not None:
         found["last_load"] = {**local["last_load"], "age_seconds": age(local["last_load"]["loaded_at"], now)}
     if found["last_load"] is not None:
@@ -79,7 +104,7 @@ def info_command(folder: Path) -> str:
 
 
 @contextmanager
-def warehouse_query(destination: str, found: dict[str, Any]) -> Iterator[Query | None]:
+def warehouse_query(destination: str, found: dict[str, Any], provider: Provider) -> Iterator[Query | None]:
     """A query function on the warehouse, read-only; None (with the reason in ``found``) when a writer holds it.
 
     ConfigError when there is no warehouse at all.
@@ -101,8 +126,8 @@ def warehouse_query(destination: str, found: dict[str, Any]) -> Iterator[Query |
             finally:
                 connection.close()
         return
-    found["warehouse"] = f"the {destination} dataset {config.DATASET_NAME}"
-    with scratch_pipeline(destination) as pipeline, pipeline.sql_client() as client:
+    found["warehouse"] = f"the {destination} dataset {provider.dataset}"
+    with scratch_pipeline(destination, provider.dataset) as pipeline, pipeline.sql_client() as client:
         if not client.has_dataset():
             raise config.ConfigError(
                 f"no warehouse: {found['warehouse']} does not exist: run `cohere-events run` first"
@@ -123,7 +148,7 @@ def duckdb_reader(path: Path, found: dict[str, Any]) -> duckdb.DuckDBPyConnectio
 
 
 @contextmanager
-def scratch_pipeline(destination: str) -> Iterator[Any]:
+def scratch_pipeline(destination: str, dataset: str) -> Iterator[Any]:
     """A pipeline for reading a remote destination, in a throwaway working folder so nothing local changes."""
     import dlt
 
@@ -131,14 +156,16 @@ def scratch_pipeline(destination: str) -> Iterator[Any]:
         yield dlt.pipeline(
             pipeline_name=config.PIPELINE_NAME,
             destination=destination,
-            dataset_name=config.DATASET_NAME,
+            dataset_name=dataset,
             pipelines_dir=scratch,
         )
 
 
-def read_warehouse(query: Query, now: datetime) -> dict[str, Any]:
+def read_warehouse(query: Query, now: datetime, provider: Provider) -> dict[str, Any]:
     """Loads, counts and newest times from the dataset; tables that do not exist yet count as absent."""
-    schema = config.DATASET_NAME
+    schema = provider.dataset
+    named = keys(provider)
+    step_at = provider.module("lifecycle").VIEW_WORDS["step_at"]
     columns: dict[str, set[str]] = {}
     for table, column in query(
         f"select table_name, column_name from information_schema.columns where table_schema = '{schema}'"
@@ -158,57 +185,57 @@ def read_warehouse(query: Query, now: datetime) -> dict[str, Any]:
                 "loaded_at": iso(loaded_at),
                 "age_seconds": (now - loaded_at).total_seconds(),
                 "source": "warehouse",
-                "rows": rows_of_load(query, columns, load_id),
+                "rows": rows_of_load(query, columns, load_id, provider),
             }
-    if "finetuned_models" in columns:
-        found["models"] = int(query(f"select count(*) from {schema}.finetuned_models")[0][0])
-    if "events" in columns:
-        count, newest = query(f"select count(*), max(created_at) from {schema}.events")[0]
-        found["events"] = int(count)
+    if provider.items_table in columns:
+        found[named["items"]] = int(query(f"select count(*) from {schema}.{provider.items_table}")[0][0])
+    if provider.events_table in columns:
+        count, newest = query(f"select count(*), max(created_at) from {schema}.{provider.events_table}")[0]
+        found[named["events"]] = int(count)
         if newest is not None:
             found["newest_event_at"] = iso(as_utc(newest))
             found["newest_event_age_seconds"] = (now - as_utc(newest)).total_seconds()
-    if "training_step_metrics" in columns:
-        count, newest = query(f"select count(*), max(created_at) from {schema}.training_step_metrics")[0]
-        found["training_step_metrics"] = {
+    if provider.metrics_table in columns:
+        count, newest = query(f"select count(*), max({step_at}) from {schema}.{provider.metrics_table}")[0]
+        found[named["metrics"]] = {
             "rows": int(count),
             "newest_created_at": iso(as_utc(newest)) if newest is not None else None,
         }
     return found
 
 
-def rows_of_load(query: Query, columns: dict[str, set[str]], load_id: str) -> dict[str, int]:
+def rows_of_load(query: Query, columns: dict[str, set[str]], load_id: str, provider: Provider) -> dict[str, int]:
     """Rows per table that carry ``load_id``, for the tables that have dlt's ``_dlt_load_id`` column.
 
     ``events`` arrive as Arrow tables, which dlt loads without that column, so they are not counted here.
     """
     if not LOAD_ID.match(load_id):
         return {}
+    tables = (provider.items_table, provider.events_table, provider.metrics_table)
     return {
-        table: int(query(f"select count(*) from {config.DATASET_NAME}.{table} where _dlt_load_id = '{load_id}'")[0][0])
-        for table in CONTENT_TABLES
+        table: int(query(f"select count(*) from {provider.dataset}.{table} where _dlt_load_id = '{load_id}'")[0][0])
+        for table in tables
         if "_dlt_load_id" in columns.get(table, set())
     }
 
 
-def read_local(destination: str, folder: Path) -> dict[str, Any]:
+def read_local(destination: str, folder: Path, provider: Provider) -> dict[str, Any]:
     """Cursors, pending packages and the last trace from dlt's working folder; nothing is created when it is absent."""
-    found: dict[str, Any] = {"pending_packages": [], "models_with_cursor": None, "last_load": None, "trace": {}}
+    found: dict[str, Any] = {"pending_packages": [], "with_cursor": None, "last_load": None, "trace": {}}
     if not (folder / config.PIPELINE_NAME / "state.json").is_file():
         return found
     from pipelines.changes import SeenModels
-    from pipelines.providers.cohere.source import SOURCE_NAME
     from pipelines.runner import make_pipeline
 
-    pipeline = make_pipeline(destination)
+    pipeline = make_pipeline(destination, provider=provider)
     found["pending_packages"] = sorted(
         {*pipeline.list_extracted_load_packages(), *pipeline.list_normalized_load_packages()}
     )
     sources: Any = pipeline.state.get("sources", {})
-    source_state = sources.get(SOURCE_NAME, {})
+    source_state = sources.get(provider.dataset, {})
     legacy = source_state.get("resources", {}).get("events", {}).get("cursors")  # before the upgrade's first run
     seen = SeenModels({"models": dict(source_state.get("models") or {})}, {"cursors": legacy} if legacy else {})
-    found["models_with_cursor"] = seen.cursors()
+    found["with_cursor"] = seen.cursors()
     trace = pipeline.last_trace
     load_info = trace.last_load_info if trace else None
     normalize_info = trace.last_normalize_info if trace else None
@@ -251,7 +278,18 @@ def when(moment: str | None, seconds: float | None) -> str:
 
 
 def lines(status: dict[str, Any]) -> list[str]:
-    """The status for people, one fact per line."""
+    """The status for people, one fact per line: the default provider's, then every other provider's."""
+    found = provider_lines(status)
+    for name, other in status["providers"].items():
+        if name != providers.DEFAULT:
+            found += ["", f"{providers.get(name).title} ({name})", *provider_lines(other)]
+    return found
+
+
+def provider_lines(status: dict[str, Any]) -> list[str]:
+    """One provider's status, one fact per line."""
+    provider = providers.get(status["provider"])
+    named = keys(provider)
     found = []
     where = status["warehouse"]
     if status["destination"] == "duckdb":
@@ -279,13 +317,13 @@ def lines(status: dict[str, Any]) -> list[str]:
         if pending
         else "pending          nothing"
     )
-    cursors = status["models_with_cursor"]
-    found.append(f"models           {count(status['models'])} ({count(cursors)} with a cursor)")
+    cursors = status[f"{named['items']}_with_cursor"]
+    found.append(f"{named['items']:<17}{count(status[named['items']])} ({count(cursors)} with a cursor)")
     found.append(
-        f"events           {count(status['events'])}, newest "
+        f"events           {count(status[named['events']])}, newest "
         f"{when(status['newest_event_at'], status['newest_event_age_seconds'])}"
     )
-    metrics = status["training_step_metrics"]
+    metrics = status[named["metrics"]]
     if metrics is not None:
         found.append(f"metric values    {metrics['rows']}, newest step {when(metrics['newest_created_at'], None)}")
     local = "" if status["local_state"] else " (no local state yet)"
@@ -299,10 +337,17 @@ def count(value: int | None) -> str:
 
 
 def summary(status: dict[str, Any]) -> str:
-    """The last line: how old the last load is and whether anything waits."""
+    """The last line: how old the last load is and whether anything waits, for each provider that loaded."""
+    text = "status: " + provider_summary(status)
+    for name, other in status["providers"].items():
+        if name != providers.DEFAULT:
+            text += f"; {name}: {provider_summary(other)}"
+    return text
+
+
+def provider_summary(status: dict[str, Any]) -> str:
     last = status["last_load"]
-    text = "status: "
-    text += "no load yet" if last is None else f"last load {when(last['loaded_at'], last['age_seconds'])}"
+    text = "no load yet" if last is None else f"last load {when(last['loaded_at'], last['age_seconds'])}"
     pending = len(status["pending_packages"])
     text += f", {pending} load package{'s' if pending != 1 else ''} pending" if pending else ", nothing pending"
     if status["warehouse_error"]:
