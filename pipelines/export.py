@@ -1,10 +1,12 @@
 """``cohere-events export DIR``: every table and view of the warehouse as Parquet, replaced atomically.
 
 ``events`` is split by the UTC month of ``created_at`` (hive style, ``DIR/events/month=2025-03/*.parquet``); every
-other table and view is one file, ``DIR/<name>.parquet``. A manifest (``_cohere_events_export.json``) marks the
-folder as ours: a repeat export builds the new folder beside the old one and exchanges the two in one atomic
-rename (Linux ``renameat2``), so DIR never goes missing, and a folder without the manifest that holds anything is
-refused untouched.
+other table and view is one file, ``DIR/<name>.parquet``. That is the default provider's (Cohere's) layout; every
+other provider that loaded the warehouse has its own folder named after its dataset, laid out the same way
+(``DIR/together_finetuning/job_events/month=2026-11/*.parquet``, ``DIR/together_finetuning/jobs.parquet``).
+A manifest (``_cohere_events_export.json``) marks the folder as ours: a repeat export builds the new folder beside
+the old one and exchanges the two in one atomic rename (Linux ``renameat2``), so DIR never goes missing, and a
+folder without the manifest that holds anything is refused untouched.
 """
 
 from __future__ import annotations
@@ -26,24 +28,11 @@ from typing import Any
 
 import duckdb
 
-from pipelines import config, locks
+from pipelines import config, locks, providers
+from pipelines.providers import Provider
 
-TABLES = ("events", "finetuned_models", "training_step_metrics")
-MADE_BY_VIEWS = {"training_step_metrics"}  # `views` creates it empty in a warehouse loaded before it existed
-VIEWS = (
-    "status_intervals",
-    "time_in_status",
-    "status_duration_stats",
-    "model_lifecycle",
-    "failure_rates",
-    "failure_rates_weekly",
-    "failure_rates_by_base_model",
-    "stale_models",
-    "training_summary",
-    "training_outcomes",
-)
-NAMES = TABLES + VIEWS
-PARTITIONED = {"events": ("created_at", "month")}  # table: (timestamp column, partition column)
+INTERNAL_VIEWS = {"failure_rate_groups"}  # what the failure_rates views select from; not exported
+PARTITION = ("created_at", "month")  # the events table of each provider: (timestamp column, partition column)
 MANIFEST = "_cohere_events_export.json"
 MANIFEST_FORMAT = "cohere-events export"
 AT_FDCWD = -100  # renameat2: paths relative to the working directory
@@ -59,13 +48,51 @@ class Exported:
     rows: int
     files: int
     bytes: int
+    dataset: str
+
+
+@dataclass(frozen=True)
+class Item:
+    """A table or view to export: its key (its path under DIR, without ``.parquet``), dataset and name."""
+
+    key: str
+    dataset: str
+    name: str
+    partitioned: bool
+    is_view: bool
+    made_by_views: bool  # `views` creates it empty in a warehouse loaded before it existed
+
+
+def provider_items(provider: Provider) -> list[Item]:
+    """A provider's tables (events, items, metrics) and views, in that order; keys under its dataset's folder,
+    except for the default provider, whose layout is DIR itself."""
+    prefix = "" if provider.name == providers.DEFAULT else f"{provider.dataset}/"
+    tables = [
+        Item(f"{prefix}{table}", provider.dataset, table, table == provider.events_table, False, made)
+        for table, made in (
+            (provider.events_table, False),
+            (provider.items_table, False),
+            (provider.metrics_table, True),
+        )
+    ]
+    views = [
+        Item(f"{prefix}{name}", provider.dataset, name, False, True, False)
+        for name, _, _ in provider.view_files()
+        if name not in INTERNAL_VIEWS
+    ]
+    return tables + views
+
+
+def all_items() -> list[Item]:
+    return [item for provider in providers.all_providers().values() for item in provider_items(provider)]
 
 
 def export_warehouse(directory: Path, names: Sequence[str] | None = None) -> str:
-    """Export ``names`` (default: every table and view) to ``directory``; returns the summary line."""
-    selected = select_names(names)
+    """Export ``names`` (default: every table and view of every provider that loaded the warehouse) to
+    ``directory``; returns the summary line. Another provider's names are given as ``<dataset>/<name>``."""
     target = check_target(Path(os.path.abspath(Path(directory).expanduser())))
     warehouse = config.existing_warehouse("export")
+    selected = select_names(names, warehouse)
     started = time.monotonic()
     target.parent.mkdir(parents=True, exist_ok=True)
     in_place = target.is_dir() and not swappable(target)
@@ -84,14 +111,30 @@ def export_warehouse(directory: Path, names: Sequence[str] | None = None) -> str
     return summary_line(target, results, time.monotonic() - started)
 
 
-def select_names(names: Sequence[str] | None) -> list[str]:
-    """The contract's names in contract order; unknown names are a usage error."""
+def select_names(names: Sequence[str] | None, warehouse: Path) -> list[Item]:
+    """The named tables and views in contract order (default: every provider's whose dataset the warehouse holds,
+    the default provider's always); unknown names are a usage error."""
+    items = all_items()
     if not names:
-        return list(NAMES)
-    unknown = sorted(set(names) - set(NAMES))
+        present = datasets(warehouse)
+        default = providers.get(providers.DEFAULT).dataset
+        return [item for item in items if item.dataset in present or item.dataset == default]
+    known = [item.key for item in items]
+    unknown = sorted(set(names) - set(known))
     if unknown:
-        raise config.ConfigError(f"unknown table or view: {', '.join(unknown)}; choose from {', '.join(NAMES)}")
-    return [name for name in NAMES if name in names]
+        raise config.ConfigError(f"unknown table or view: {', '.join(unknown)}; choose from {', '.join(known)}")
+    return [item for item in items if item.key in names]
+
+
+def datasets(warehouse: Path) -> set[str]:
+    """The schemas the warehouse holds."""
+    with locks.reading(config.pipelines_dir("duckdb")):
+        connection = connect(warehouse)
+        try:
+            rows = connection.execute("select schema_name from information_schema.schemata").fetchall()
+            return {str(row[0]) for row in rows}
+        finally:
+            connection.close()
 
 
 def check_target(target: Path) -> Path:
@@ -128,7 +171,7 @@ def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
     return connection
 
 
-def write_all(warehouse: Path, names: list[str], staging: Path) -> dict[str, Exported]:
+def write_all(warehouse: Path, names: list[Item], staging: Path) -> dict[str, Exported]:
     """Write every name into ``staging``; a missing table or view fails before anything is written."""
     with locks.reading(config.pipelines_dir("duckdb")):
         connection = connect(warehouse)  # a run waits for this read to finish before it writes
@@ -138,36 +181,37 @@ def write_all(warehouse: Path, names: list[str], staging: Path) -> dict[str, Exp
             connection.close()
 
 
-def write_each(connection: duckdb.DuckDBPyConnection, names: list[str], staging: Path) -> dict[str, Exported]:
-    check_present(connection, names)
+def write_each(connection: duckdb.DuckDBPyConnection, items: list[Item], staging: Path) -> dict[str, Exported]:
+    check_present(connection, items)
     results: dict[str, Exported] = {}
-    for index, name in enumerate(names, 1):
-        results[name] = write_one(connection, name, staging)
-        progress(f"[{index}/{len(names)}] {name}: {results[name].rows} rows, {results[name].files} files")
+    for index, item in enumerate(items, 1):
+        result = results[item.key] = write_one(connection, item, staging)
+        progress(f"[{index}/{len(items)}] {item.key}: {result.rows} rows, {result.files} files")
     return results
 
 
-def check_present(connection: duckdb.DuckDBPyConnection, names: list[str]) -> None:
-    """Every requested table and view must be in the dataset."""
-    rows = connection.execute(
-        "select table_name from information_schema.tables where table_schema = ?", [config.DATASET_NAME]
-    ).fetchall()
-    missing = [name for name in names if name not in {row[0] for row in rows}]
+def check_present(connection: duckdb.DuckDBPyConnection, items: list[Item]) -> None:
+    """Every requested table and view must be in its dataset."""
+    rows = connection.execute("select table_schema, table_name from information_schema.tables").fetchall()
+    present = {(str(schema), str(name)) for schema, name in rows}
+    missing = [item for item in items if (item.dataset, item.name) not in present]
     if missing:
         hint = (
             "run `cohere-events views`"
-            if set(missing) <= set(VIEWS) | MADE_BY_VIEWS
+            if all(item.is_view or item.made_by_views for item in missing)
             else "run `cohere-events run` first"
         )
-        raise config.ConfigError(f"not in the warehouse: {', '.join(missing)} ({hint})")
+        raise config.ConfigError(f"not in the warehouse: {', '.join(item.key for item in missing)} ({hint})")
 
 
-def write_one(connection: duckdb.DuckDBPyConnection, name: str, staging: Path) -> Exported:
-    """COPY one table or view to Parquet: a hive-partitioned folder for ``events``, else one file."""
-    select = f"select {', '.join(portable_columns(connection, name))} from {qualified(name)}"
-    if name in PARTITIONED:
-        column, key = PARTITIONED[name]
-        destination = staging / name
+def write_one(connection: duckdb.DuckDBPyConnection, item: Item, staging: Path) -> Exported:
+    """COPY one table or view to Parquet: a hive-partitioned folder for the events, else one file."""
+    table = qualified(item.dataset, item.name)
+    select = f"select {', '.join(portable_columns(connection, table))} from {table}"
+    (staging / item.key).parent.mkdir(parents=True, exist_ok=True)
+    if item.partitioned:
+        column, key = PARTITION
+        destination = staging / item.key
         destination.mkdir()
         sql = (
             f"copy (select *, strftime({quote(column)}, '%Y-%m') as {quote(key)} from ({select})) "
@@ -175,10 +219,10 @@ def write_one(connection: duckdb.DuckDBPyConnection, name: str, staging: Path) -
         )
         rows = copy(connection, sql)
         files = sorted(destination.rglob("*.parquet"))
-        return Exported(f"{name}/", rows, len(files), sum(f.stat().st_size for f in files))
-    destination = staging / f"{name}.parquet"
+        return Exported(f"{item.key}/", rows, len(files), sum(f.stat().st_size for f in files), item.dataset)
+    destination = staging / f"{item.key}.parquet"
     rows = copy(connection, f"copy ({select}) to '{sql_path(destination)}' (format parquet)")
-    return Exported(destination.name, rows, 1, destination.stat().st_size)
+    return Exported(f"{item.key}.parquet", rows, 1, destination.stat().st_size, item.dataset)
 
 
 def copy(connection: duckdb.DuckDBPyConnection, sql: str) -> int:
@@ -187,13 +231,13 @@ def copy(connection: duckdb.DuckDBPyConnection, sql: str) -> int:
     return int(row[0]) if row else 0
 
 
-def portable_columns(connection: duckdb.DuckDBPyConnection, name: str) -> list[str]:
+def portable_columns(connection: duckdb.DuckDBPyConnection, table: str) -> list[str]:
     """Select expressions that keep every type readable by pandas and pyarrow.
 
     Naive timestamps become UTC ``timestamptz``; intervals, decimals and ``*_seconds`` columns become seconds as
     ``double``; DuckDB's 128-bit integers (from ``sum``) become ``bigint``.
     """
-    described = connection.execute(f"describe select * from {qualified(name)}").fetchall()
+    described = connection.execute(f"describe select * from {table}").fetchall()
     return [portable(str(row[0]), str(row[1]).upper()) for row in described]
 
 
@@ -229,8 +273,8 @@ def numeric_types() -> set[str]:
     }
 
 
-def qualified(name: str) -> str:
-    return f"{quote(config.DATASET_NAME)}.{quote(name)}"
+def qualified(dataset: str, name: str) -> str:
+    return f"{quote(dataset)}.{quote(name)}"
 
 
 def quote(identifier: str) -> str:
@@ -249,10 +293,11 @@ def write_manifest(staging: Path, warehouse: Path, results: dict[str, Exported])
         "exported_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "warehouse": str(warehouse),
         "dataset": config.DATASET_NAME,
+        "datasets": sorted({result.dataset for result in results.values()}),
         "partitioning": {
-            name: f"hive, {key} = UTC month of {column}"
-            for name, (column, key) in PARTITIONED.items()
-            if name in results
+            name: f"hive, {PARTITION[1]} = UTC month of {PARTITION[0]}"
+            for name, result in results.items()
+            if result.path.endswith("/")
         },
         "tables": {name: asdict(result) for name, result in results.items()},
     }

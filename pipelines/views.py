@@ -44,10 +44,8 @@ from dlt.destinations.job_client_impl import SqlJobClientBase
 from sqlglot import ErrorLevel, exp
 from sqlglot.errors import UnsupportedError
 
-from pipelines.providers import Provider, provider_of
+from pipelines.providers import FRAGMENT, SQL_DIR, Provider, provider_of
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
-VIEW_FILE = re.compile(r"^\d+_([a-z][a-z0-9_]*)\.sql$")
 # CREATE OR REPLACE VIEW cannot change a view's columns on these: drop and create instead
 DROP_BEFORE_CREATE = {"postgres", "redshift"}
 # the sqlglot dialects of the destinations the README names (MotherDuck's is duckdb): every view must translate to each
@@ -61,26 +59,16 @@ def view_files(provider: Provider, sql_dir: Path = SQL_DIR) -> list[tuple[str, s
     """(view name, DuckDB-dialect query) of every view of ``provider``, in file-number order.
 
     The shared templates in ``sql/`` are rendered with the provider's words (``lifecycle.VIEW_WORDS``); its own
-    views are in ``sql/<provider>/``, numbered among them. A template's view takes its file's name unless the
-    provider names it otherwise (``lifecycle.VIEW_NAMES``). ``sql/<provider>/status_events.sql`` is not a view: it
-    is the ``{{ status_events }}`` of status_intervals.
+    views are in ``sql/<provider>/``, numbered among them (see :meth:`Provider.view_files`).
+    ``sql/<provider>/status_events.sql`` is not a view: it is the ``{{ status_events }}`` of status_intervals.
     """
-    lifecycle = provider.module("lifecycle")
     folder = sql_dir / provider.name
-    words = dict(lifecycle.VIEW_WORDS)
-    if (folder / "status_events.sql").is_file():
-        words["status_events"] = render(fragment(folder / "status_events.sql"), words, folder / "status_events.sql")
-    renamed: dict[str, str] = getattr(lifecycle, "VIEW_NAMES", {})
-    files = [(path, True) for path in sql_dir.glob("*.sql")]
-    files += [(path, False) for path in folder.glob("*.sql") if path.name != "status_events.sql"]
-    views = []
-    for path, shared in sorted(files, key=lambda file: file[0].name):
-        match = VIEW_FILE.match(path.name)
-        if not match:
-            raise ValueError(f"{path}: view files are named NN_<view>.sql")
-        name = renamed.get(match.group(1), match.group(1)) if shared else match.group(1)
-        views.append((name, render(path.read_text(encoding="utf-8"), words, path)))
-    return views
+    words = dict(provider.module("lifecycle").VIEW_WORDS)
+    if (folder / FRAGMENT).is_file():
+        words["status_events"] = render(fragment(folder / FRAGMENT), words, folder / FRAGMENT)
+    return [
+        (name, render(path.read_text(encoding="utf-8"), words, path)) for name, path, _ in provider.view_files(sql_dir)
+    ]
 
 
 PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")

@@ -20,9 +20,13 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.export import MANIFEST, NAMES, PARTITIONED, export_warehouse, swap_by_renames
+from pipelines.export import MANIFEST, PARTITION, export_warehouse, provider_items, swap_by_renames
+from pipelines.providers import get
 from pipelines.providers.cohere.simulator import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World
 from pipelines.runner import LoadOptions, run_load
+
+NAMES = [item.key for item in provider_items(get("cohere"))]  # Cohere's layout: the tables, then the views
+PARTITIONED = {"events": PARTITION}
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 WAREHOUSE = "cohere_events.duckdb"

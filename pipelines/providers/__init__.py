@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 DEFAULT = "cohere"  # the provider of `run`, `demo` and `fake-api` when --provider is not given
+SQL_DIR = Path(__file__).resolve().parent.parent.parent / "sql"
+VIEW_FILE = re.compile(r"^\d+_([a-z][a-z0-9_]*)\.sql$")
+FRAGMENT = "status_events.sql"  # sql/<provider>/status_events.sql: a part of status_intervals, not a view
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,22 @@ class Provider:
     def module(self, name: str) -> ModuleType:
         """One of the provider's modules (``client``, ``source``, ``simulator``, ``lifecycle``), imported now."""
         return importlib.import_module(f"{__name__}.{self.name}.{name}")
+
+    def view_files(self, sql_dir: Path = SQL_DIR) -> list[tuple[str, Path, bool]]:
+        """(view name, file, shared) of every view of this provider in file-number order: the shared templates in
+        ``sql/`` (named after their file unless ``lifecycle.VIEW_NAMES`` renames them) and its own in
+        ``sql/<name>/``."""
+        renamed: dict[str, str] = getattr(self.module("lifecycle"), "VIEW_NAMES", {})
+        files = [(path, True) for path in sql_dir.glob("*.sql")]
+        files += [(path, False) for path in (sql_dir / self.name).glob("*.sql") if path.name != FRAGMENT]
+        views = []
+        for path, shared in sorted(files, key=lambda file: file[0].name):
+            match = VIEW_FILE.match(path.name)
+            if not match:
+                raise ValueError(f"{path}: view files are named NN_<view>.sql")
+            name = renamed.get(match.group(1), match.group(1)) if shared else match.group(1)
+            views.append((name, path, shared))
+        return views
 
     @property
     def key_help(self) -> str:
