@@ -112,13 +112,14 @@ def export_warehouse(directory: Path, names: Sequence[str] | None = None) -> str
 
 
 def select_names(names: Sequence[str] | None, warehouse: Path) -> list[Item]:
-    """The named tables and views in contract order (default: every provider's whose dataset the warehouse holds,
-    the default provider's always); unknown names are a usage error."""
+    """The named tables and views in contract order (default: those of every provider whose dataset the warehouse
+    holds); unknown names are a usage error."""
     items = all_items()
     if not names:
         present = datasets(warehouse)
+        loaded = [item for item in items if item.dataset in present]
         default = providers.get(providers.DEFAULT).dataset
-        return [item for item in items if item.dataset in present or item.dataset == default]
+        return loaded or [item for item in items if item.dataset == default]  # which then says what is missing
     known = [item.key for item in items]
     unknown = sorted(set(names) - set(known))
     if unknown:

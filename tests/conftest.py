@@ -17,7 +17,15 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run in a fresh folder with dlt's working state inside it and no key from the developer's shell."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / ".dlt-data"))
-    for name in ("CO_API_KEY", "COHERE_API_KEY", "SOURCES__COHERE_FINETUNING__API_KEY", "CO_API_URL"):
+    for name in (
+        "CO_API_KEY",
+        "COHERE_API_KEY",
+        "SOURCES__COHERE_FINETUNING__API_KEY",
+        "CO_API_URL",
+        "TOGETHER_API_KEY",
+        "SOURCES__TOGETHER_FINETUNING__API_KEY",
+        "TOGETHER_BASE_URL",
+    ):
         monkeypatch.delenv(name, raising=False)
     return tmp_path
 

@@ -54,7 +54,17 @@ FUNCTIONS = {
         "LEAST_IGNORE_NULLS",
     },
 }  # fmt: skip
-KEYWORDS = {"AS", "FROM", "IN", "OVER", "SETS", "WHERE"}  # `word (` that is not a call: cte AS (, IN (, ...
+KEYWORDS = {
+    "AND",
+    "AS",
+    "FROM",
+    "IN",
+    "NOT",
+    "OR",
+    "OVER",
+    "SETS",
+    "WHERE",
+}  # `word (` that is not a call: cte AS (, IN (, ...
 COHERE = get("cohere")
 VIEW_QUERIES = list(expand_view_queries(view_files(COHERE)))
 SQL = Path(__file__).resolve().parent.parent / "sql"

@@ -1,6 +1,7 @@
 -- one row per phase of a job that its event log shows: model download, data download (training and validation
 -- files), training, compression and upload. a phase starts with its start event and ends at the first of: its end
--- event, the next start of the same phase (a restart), or the job's end (complete, error, user error, stopped).
+-- event, the next start of the same phase, or the job's end or restart (complete, error, user error, stopped,
+-- restarted).
 -- with none of those it is open, and its duration runs to the time of the query.
 with phase_events as (
     select
@@ -27,7 +28,8 @@ with phase_events as (
                 'model_downloading', 'training_data_downloading', 'validation_data_downloading', 'training_start',
                 'model_compressing', 'compressing_model', 'model_uploading'
             ) then 'start'
-            when lower(type) in ('job_complete', 'job_error', 'job_user_error', 'job_stopped') then 'job_end'
+            when lower(type) in ('job_complete', 'job_error', 'job_user_error', 'job_stopped', 'job_restarted')
+                then 'job_end'
             else 'end'
         end as edge
     from job_events

@@ -49,7 +49,7 @@ LIFECYCLES = [
     ("stuck_pending", 3),
     ("billing_limit", 3),
 ]
-SECONDS_PER_STEP = 6.0
+SECONDS_PER_STEP = 30.0
 QUEUED_AFTER = timedelta(minutes=10)  # a pending job is listed `queued` after this (no event marks it)
 
 
