@@ -324,3 +324,99 @@ def test_the_report_shows_both_providers_side_by_side(hand: FakeTogetherApi, wor
     text = cli("report")
     assert "Together AI" in text.stdout and "Cohere" in text.stdout
     assert text.stdout.strip().splitlines()[-1].count("together: 7 jobs, failure rate 50.0%") == 1
+
+
+def test_the_official_sdk_parses_every_response_of_the_simulator(workdir: Path) -> None:
+    """The ``together`` SDK (a dev dependency only) reads what the simulator serves: with strict validation for
+    every job whose status its generated types know, and its hand-written enums for the rest (``user_error``)."""
+    from together import Together
+    from together.lib.types.fine_tuning import FinetuneEventType, FinetuneJobStatus
+
+    world = World(jobs=60, seed=11, now=NOW, spacing=timedelta(minutes=20))
+    with FakeApiServer(FakeTogetherApi(world)) as server:
+        strict = Together(api_key=DEFAULT_API_KEY, base_url=server.url, _strict_response_validation=True, max_retries=0)
+        lenient = Together(api_key=DEFAULT_API_KEY, base_url=server.url, max_retries=0)
+        listed = lenient.fine_tuning.list().data
+        assert sorted(job.id for job in listed) == sorted(job.id for job in world.listed())
+        statuses = {status.value for status in FinetuneJobStatus}
+        types = {kind.value.lower() for kind in FinetuneEventType} | {"model_compressing"}
+        strictly = 0
+        for job in listed:
+            assert job.status in statuses and isinstance(job.created_at, datetime)
+            client = lenient if job.status == "user_error" else strict
+            detail = client.fine_tuning.retrieve(job.id)
+            events = client.fine_tuning.list_events(job.id).data
+            assert [event.type.lower() for event in events] == [event.type for event in detail.events or []]
+            assert {event.type.lower() for event in events} <= types
+            metrics = client.fine_tuning.list_metrics(job.id).metrics or []
+            assert all("train/global_step" in row for row in metrics)
+            later = client.fine_tuning.list_metrics(job.id, global_step_from=20).metrics or []
+            assert all(row["train/global_step"] >= 20 for row in later)
+            client.fine_tuning.list_checkpoints(job.id)
+            strictly += client is strict
+        assert strictly > 40 and any(job.status == "user_error" for job in listed)
+
+
+@pytest.mark.parametrize(
+    ("fault", "code", "message"),
+    [
+        (401, 3, "the API refused the key (HTTP 401): check TOGETHER_API_KEY"),
+        (403, 3, "the API refused the key (HTTP 403): check TOGETHER_API_KEY"),
+        (422, 1, "HTTP 422 for the job list: injected failure 422"),
+        (400, 1, "HTTP 400 for the job list: injected failure 400"),
+        ("malformed", 1, "malformed JSON in the response for the job list"),
+    ],
+)
+def test_a_refused_or_broken_answer_is_one_line_and_loses_nothing(
+    together: FakeTogetherApi, fault: int | str, code: int, message: str
+) -> None:
+    assert cli("run", "--provider", "together").exit_code == 0
+    before = stored_events()
+    together.world.advance(3600)
+    together.inject("/v1/fine-tunes", fault)
+    done = cli("run", "--provider", "together")
+    assert done.exit_code == code
+    assert done.stderr.strip().splitlines() == [f"error: {message}"]
+    assert stored_events() == before  # nothing half-written
+    assert cli("run", "--provider", "together").exit_code == 0  # the next run loads what the failed one missed
+    assert_exact(together.world)
+
+
+def test_a_job_that_vanishes_between_list_and_detail_is_reported_and_skipped(together: FakeTogetherApi) -> None:
+    gone = together.world.listed()[3].id
+    together.inject(f"/v1/fine-tunes/{gone}/events", 404)
+    done = cli("run", "--provider", "together")
+    assert done.exit_code == 0
+    assert f"skipped 1: events of job {gone} not found (404)" in done.stdout
+    assert not rows(f"select count(*) from {DATASET}.job_events where job_id = '{gone}'")[0][0]
+    assert cli("run", "--provider", "together", "--full").exit_code == 0
+    assert_exact(together.world)
+
+
+def test_429_is_retried_after_what_retry_after_asks(together: FakeTogetherApi) -> None:
+    together.inject("/events", 429, 429)
+    summary = load()
+    assert summary.retries == 2
+    assert_exact(together.world)
+
+
+def test_no_key_is_exit_2_naming_where_the_key_goes(together: FakeTogetherApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TOGETHER_API_KEY")
+    done = cli("run", "--provider", "together")
+    assert done.exit_code == 2
+    assert done.stderr.strip() == (
+        "error: no Together AI API key: set TOGETHER_API_KEY, or api_key under [sources.together_finetuning] in "
+        ".dlt/secrets.toml"
+    )
+    assert cli("run", "--provider", "nobody").exit_code == 2
+
+
+def test_status_covers_each_providers_dataset(together: FakeTogetherApi) -> None:
+    assert cli("run", "--provider", "together").exit_code == 0
+    done = cli("status", "--format", "json")
+    assert done.exit_code == 0
+    found = json.loads(done.stdout)
+    mine = found["providers"]["together"]
+    assert (mine["dataset"], mine["jobs"], mine["jobs_with_cursor"]) == (DATASET, 40, 40)
+    assert mine["job_events"] == sum(expected_events(together.world).values())
+    assert found["last_load"] is None  # Cohere's figures stay at the top level: it never loaded here
