@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 
 import psycopg2
@@ -37,3 +38,66 @@ def test_run_loads_postgres_incrementally(workdir: Path, postgres_url: str, monk
     with psycopg2.connect(postgres_url) as con, con.cursor() as cur:
         cur.execute("select count(*) from cohere_finetuning.model_lifecycle")
         assert cur.fetchone() == (12,)
+
+
+@pytest.mark.postgres
+def test_together_loads_postgres_with_the_same_views_as_duckdb(
+    workdir: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Together AI's tables and every view on a live PostgreSQL server hold what DuckDB's hold for the same API."""
+    import math
+    from datetime import timedelta
+
+    import duckdb
+
+    from pipelines.providers.together.simulator import DEFAULT_API_KEY as TOGETHER_KEY
+    from pipelines.providers.together.simulator import FakeTogetherApi
+    from pipelines.providers.together.simulator import World as Jobs
+
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", postgres_url)
+    with psycopg2.connect(postgres_url) as con, con.cursor() as cur:
+        cur.execute("drop schema if exists together_finetuning cascade")
+    world = Jobs(jobs=30, seed=4, now=NOW, oddities=True, spacing=timedelta(minutes=30))
+    with FakeApiServer(FakeTogetherApi(world)) as server:
+        env = {"TOGETHER_BASE_URL": server.url, "TOGETHER_API_KEY": TOGETHER_KEY}
+        for destination in ("postgres", "duckdb"):
+            done = cli("run", "--provider", "together", "--destination", destination, env=env)
+            assert done.exit_code == 0, done.stderr
+        world.advance(2 * 3600)
+        for destination in ("postgres", "duckdb"):
+            assert cli("run", "--provider", "together", "--destination", destination, env=env).exit_code == 0
+    # open intervals run to the time of each query: compare what does not move
+    queries = {
+        "job_events": "select job_id, type, message, created_at, step from together_finetuning.job_events",
+        "training_metrics": "select job_id, step, metric, value from together_finetuning.training_metrics",
+        "status_intervals": "select job_id, interval_seq, status, entered_at, exited_at, n_events, entered_by, "
+        "case when is_open then null else duration_seconds end from together_finetuning.status_intervals",
+        "job_lifecycle": "select job_id, current_status, first_outcome, queue_seconds, setup_seconds, "
+        "training_seconds, upload_seconds, restarts from together_finetuning.job_lifecycle",
+        "failure_rates": "select * from together_finetuning.failure_rates",
+        "failure_rates_weekly": "select * from together_finetuning.failure_rates_weekly",
+        "phase_intervals": "select job_id, phase, phase_seq, started_at, ended_at, "
+        "case when is_open then null else duration_seconds end from together_finetuning.phase_intervals",
+        "status_duration_stats": "select status, closed_intervals, open_intervals, jobs, p50_seconds, p90_seconds "
+        "from together_finetuning.status_duration_stats",
+        "training_summary": "select * from together_finetuning.training_summary",
+        "stale_jobs": "select job_id, current_status from together_finetuning.stale_jobs",
+    }
+
+    def normal(row: tuple[object, ...]) -> tuple[object, ...]:
+        def one(value: object) -> object:
+            if isinstance(value, float):
+                return "NaN" if math.isnan(value) else round(value, 6)
+            if hasattr(value, "astimezone"):
+                return value.astimezone(UTC)  # type: ignore[attr-defined]
+            return float(round(value, 6)) if type(value).__name__ == "Decimal" else value  # type: ignore[call-overload]
+
+        return tuple(one(value) for value in row)
+
+    with psycopg2.connect(postgres_url) as pg, pg.cursor() as cur, duckdb.connect("cohere_events.duckdb") as duck:
+        for name, sql in queries.items():
+            cur.execute(sql)
+            in_postgres = sorted(map(normal, cur.fetchall()), key=repr)
+            in_duckdb = sorted(map(normal, duck.execute(sql).fetchall()), key=repr)
+            assert in_postgres == in_duckdb, name
+            assert in_postgres or name == "stale_jobs", name
