@@ -65,3 +65,15 @@ TRAINING_TITLES = {
     "by_base_model": "Training: final metrics by base model (median over models)",
     "diverged": "Diverged trainings (loss went NaN or infinite)",
 }
+
+# For the notebooks: colours per status, the status that means done, and what to compare at the end of training.
+STATUS_COLORS = {
+    "UNSPECIFIED": "#bbbbbb", "QUEUED": "#9ecae1", "FINETUNING": "#3182bd", "DEPLOYING_API": "#fdae6b",
+    "READY": "#31a354", "TEMPORARILY_OFFLINE": "#969696", "PAUSED": "#756bb1", "FAILED": "#de2d26",
+    "DELETED": "#636363",
+}  # fmt: skip
+DONE_STATUS = "READY"
+TIME_TO_DONE = "time_to_ready_seconds"  # model_lifecycle: first event -> first READY
+STEP_TIMINGS = ("queue_seconds", "training_seconds", "deploy_seconds", "time_to_ready_seconds")
+BASE_LABEL = "coalesce(base_model_name, '(' || lower(replace(base_type, 'BASE_TYPE_', '')) || ')', 'unknown')"
+FINAL_METRICS = ("accuracy", "cross_entropy")

@@ -138,3 +138,15 @@ TRAINING_TITLES = {
     "by_base_model": "Training: final losses by base model (median over jobs)",
     "diverged": "Diverged trainings (a loss ended NaN or infinite)",
 }
+
+# For the notebooks: colours per status, the status that means done, and what to compare at the end of training.
+STATUS_COLORS = {
+    "pending": "#bbbbbb", "queued": "#9ecae1", "running": "#3182bd", "compressing": "#fdae6b",
+    "uploading": "#fd8d3c", "cancel_requested": "#969696", "cancelled": "#636363", "error": "#de2d26",
+    "user_error": "#fb6a4a", "completed": "#31a354",
+}  # fmt: skip
+DONE_STATUS = "completed"
+TIME_TO_DONE = "time_to_complete_seconds"  # job_lifecycle: first event -> first completed
+STEP_TIMINGS = ("queue_seconds", "setup_seconds", "training_seconds", "upload_seconds", "time_to_complete_seconds")
+BASE_LABEL = "coalesce(base_model, 'unknown')"
+FINAL_METRICS = ("train/loss", "eval/loss")
