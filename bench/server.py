@@ -1,6 +1,7 @@
 """The simulated Cohere API for the benchmark, in its own process (so it never shares a GIL with a competitor).
 
     python bench/server.py --models 200 --long-history 672 [--latency-ms 30] [--rate-limit 240]
+    python bench/server.py --provider together --models 20000     # Together AI's jobs (bench/together.py)
 
 Builds the world (20,000 models with natural histories: about 1 s and 80 MB), starts serving on 127.0.0.1 (a free
 port), then prints one JSON line
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +56,34 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--rate-limit", type=int, default=0, help="server limit in requests per minute")
+    parser.add_argument("--provider", default="cohere", choices=["cohere", "together"])
     args = parser.parse_args()
+    if args.provider == "together":
+        serve_together(args.models, args.seed, args.latency_ms)
+        return
     world = ListedWorld(models=args.models, seed=args.seed, long_history=args.long_history)
     api = FakeCohereApi(world, latency_ms=args.latency_ms, faults=Faults(rate_limit_rpm=args.rate_limit))
     server = FakeApiServer(api).start()
     line = {"url": server.url, "models": len(world.models), "events": world.event_count()}
     print(orjson.dumps(line).decode(), flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+def serve_together(jobs: int, seed: int, latency_ms: float) -> None:
+    """Together AI's simulated jobs API: ``jobs`` jobs over 90 days and one more (a ninety-first of them arrive as
+    the clock moves on a day), some in flight; the clock moves only when ``/_simulator/advance`` is asked."""
+    from pipelines.providers.together.simulator import FakeTogetherApi
+    from pipelines.providers.together.simulator import World as Jobs
+
+    world = Jobs(jobs=jobs, seed=seed, ahead=timedelta(days=1))
+    server = FakeApiServer(FakeTogetherApi(world, latency_ms=latency_ms)).start()
+    print(orjson.dumps({"url": server.url, "models": world.size(), "events": world.event_count()}).decode(), flush=True)
     try:
         while True:
             time.sleep(3600)

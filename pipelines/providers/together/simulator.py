@@ -360,8 +360,10 @@ class World:
         oddities: bool = False,
         echo_secrets: bool = False,
         spacing: timedelta | None = None,
+        ahead: timedelta = timedelta(0),
     ) -> None:
-        """``jobs`` created over the 90 days before ``now`` (or every ``spacing`` up to ``now``)."""
+        """``jobs`` created over the 90 days before ``now`` (or every ``spacing`` up to ``now``), and over ``ahead``
+        after it: those appear as the clock moves on."""
         self.now = now or datetime.now(UTC)
         self.lock = threading.RLock()
         self.jobs: dict[str, Job] = {}
@@ -371,7 +373,8 @@ class World:
             if spacing:
                 created = self.now - spacing * (jobs - index) + timedelta(seconds=rng.uniform(0, 600))
             else:
-                created = first + timedelta(seconds=rng.uniform(0, (self.now - first).total_seconds() - 600))
+                span = (self.now + ahead - first).total_seconds() - 600
+                created = first + timedelta(seconds=rng.uniform(0, span))
             self.add(make_job(rng, index, created, oddities), echo_secrets)
 
     @classmethod
