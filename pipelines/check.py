@@ -15,9 +15,9 @@ from typing import Any
 import duckdb
 
 from pipelines import config, locks
+from pipelines.providers import Provider
 from pipelines.status import as_utc, iso
 
-WATCHED = ("QUEUED", "FINETUNING", "DEPLOYING_API")  # statuses a model should leave on its own
 Z = 1.96  # Wilson score interval at 95 %, as the views compute it
 
 
@@ -84,17 +84,17 @@ class Findings:
         }
 
 
-def run_check(thresholds: Thresholds, now: datetime | None = None) -> Findings:
-    """Read the warehouse and judge it against ``thresholds``."""
+def run_check(thresholds: Thresholds, now: datetime | None = None, provider: str | None = None) -> Findings:
+    """Read the provider's dataset (default: Cohere's) of the warehouse and judge it against ``thresholds``."""
     thresholds.validate()
+    chosen = config.provider(provider)
     path = config.existing_warehouse("check")
     now = now or datetime.now(UTC)
-    findings = Findings(str(path), now)
+    findings = Findings(str(path), now, chosen.name)
     with locks.reading(config.pipelines_dir("duckdb")), duckdb.connect(str(path), read_only=True) as con:
         con.execute("SET TimeZone = 'UTC'")
-        schema = config.DATASET_NAME
         try:
-            read_figures(con, schema, findings, thresholds)
+            read_figures(con, chosen, findings, thresholds)
         except duckdb.CatalogException as error:
             raise config.ConfigError(
                 f"{path} has no views yet ({str(error).splitlines()[0]}): run `cohere-events views`"
@@ -103,25 +103,32 @@ def run_check(thresholds: Thresholds, now: datetime | None = None) -> Findings:
     return findings
 
 
-def read_figures(con: duckdb.DuckDBPyConnection, schema: str, findings: Findings, thresholds: Thresholds) -> None:
+def read_figures(
+    con: duckdb.DuckDBPyConnection, provider: Provider, findings: Findings, thresholds: Thresholds
+) -> None:
+    schema = provider.dataset
+    lifecycle_module = provider.module("lifecycle")
+    words = lifecycle_module.VIEW_WORDS
+    lifecycle, item_id, name_column = words["lifecycle"], words["id"], lifecycle_module.NAME_COLUMN
+    stale_view, succeeded = lifecycle_module.VIEW_NAMES["stale"], lifecycle_module.SUCCEEDED
     (last,) = con.execute(f"select max(inserted_at) from {schema}._dlt_loads where status = 0").fetchone() or (None,)
     findings.last_load_at = as_utc(last) if last is not None else None
     findings.models_by_status = dict(
-        con.execute(f"select current_status, count(*) from {schema}.model_lifecycle group by all order by 1").fetchall()
+        con.execute(f"select current_status, count(*) from {schema}.{lifecycle} group by all order by 1").fetchall()
     )
-    (findings.stale_models,) = con.execute(f"select count(*) from {schema}.stale_models").fetchone() or (0,)
+    (findings.stale_models,) = con.execute(f"select count(*) from {schema}.{stale_view}").fetchone() or (0,)
     since = findings.checked_at - timedelta(days=thresholds.window_days)
     ready, failed = con.execute(
-        f"select count(*) filter (where first_outcome = 'ready'), count(*) filter (where first_outcome = 'failed') "
-        f"from {schema}.model_lifecycle where first_seen_at >= ?",
+        f"select count(*) filter (where first_outcome = '{succeeded}'), "
+        f"count(*) filter (where first_outcome = 'failed') from {schema}.{lifecycle} where first_seen_at >= ?",
         [since],
     ).fetchone() or (0, 0)
     findings.window = window_rate(int(ready), int(failed), since, thresholds.window_days)
     if thresholds.stuck_hours is not None:
-        watched = ", ".join(f"'{status}'" for status in WATCHED)
+        watched = ", ".join(f"'{status}'" for status in lifecycle_module.UNDER_WAY)
         rows = con.execute(
-            f"select finetuned_model_id, name, current_status, current_since from {schema}.model_lifecycle "
-            f"where current_status in ({watched}) order by current_since, finetuned_model_id"
+            f"select {item_id}, {name_column}, current_status, current_since from {schema}.{lifecycle} "
+            f"where current_status in ({watched}) order by current_since, {item_id}"
         ).fetchall()
         for model_id, name, status, since_at in rows:
             stuck = (findings.checked_at - as_utc(since_at)).total_seconds()
@@ -129,8 +136,8 @@ def read_figures(con: duckdb.DuckDBPyConnection, schema: str, findings: Findings
                 findings.problems.append(
                     Problem(
                         "stuck_model",
-                        f"stuck: model {model_id} ({name or 'no name'}) has been {status} for {hours(stuck)} "
-                        f"(limit {thresholds.stuck_hours:g} h)",
+                        f"stuck: {provider.item} {model_id} ({name or 'no name'}) has been {status} for "
+                        f"{hours(stuck)} (limit {thresholds.stuck_hours:g} h)",
                         {"model_id": model_id, "name": name, "status": status, "stuck_seconds": stuck},
                     )
                 )

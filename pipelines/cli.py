@@ -396,7 +396,9 @@ def check(
     stuck_hours: Annotated[
         float | None,
         typer.Option(
-            "--stuck-hours", help="A problem per model in QUEUED, FINETUNING or DEPLOYING_API longer (hours)."
+            "--stuck-hours",
+            help="A problem per model in QUEUED, FINETUNING or DEPLOYING_API longer (hours); for Together AI, per job "
+            "pending, queued, running, compressing, uploading or cancel_requested.",
         ),
     ] = None,
     max_failure_rate: Annotated[
@@ -412,12 +414,14 @@ def check(
         int, typer.Option("--min-resolved", help="Judge the failure rate only with at least this many resolved.")
     ] = 5,
     output_format: Annotated[str, typer.Option("--format", help="table (a line per problem) or json.")] = "table",
+    provider: ProviderName = providers.DEFAULT,
     verbose: Annotated[
         bool, typer.Option("--verbose", help="Say so when nothing is wrong (silent by default).")
     ] = False,
     prometheus: PrometheusFile = None,
 ) -> None:
-    """Alerting: judge the warehouse (no API call, no lock); a line per problem on stdout, silent when all is well."""
+    """Alerting: judge the warehouse (no API call, no lock); a line per problem on stdout, silent when all is well.
+    One provider's dataset per call (--provider, default cohere)."""
     if output_format not in ("table", "json"):
         finish("error: --format must be table or json", EXIT_USAGE)
 
@@ -425,7 +429,7 @@ def check(
         from pipelines.check import Thresholds, print_check, run_check
 
         thresholds = Thresholds(max_age, stuck_hours, max_failure_rate, window_days, min_resolved)
-        findings = run_check(thresholds)
+        findings = run_check(thresholds, provider=provider)
         if prometheus is not None:
             from pipelines.prometheus import write_check_metrics
 

@@ -420,3 +420,16 @@ def test_status_covers_each_providers_dataset(together: FakeTogetherApi) -> None
     assert (mine["dataset"], mine["jobs"], mine["jobs_with_cursor"]) == (DATASET, 40, 40)
     assert mine["job_events"] == sum(expected_events(together.world).values())
     assert found["last_load"] is None  # Cohere's figures stay at the top level: it never loaded here
+
+
+def test_check_judges_the_together_dataset(hand: FakeTogetherApi, workdir: Path) -> None:
+    done = cli(
+        "check", "--provider", "together", "--stuck-hours", "24", "--max-failure-rate", "0.25", "--format", "json"
+    )
+    assert done.exit_code == 1
+    found = json.loads(done.stdout)
+    assert found["provider"] == "together" and found["stale_models"] == 1
+    kinds = [problem["kind"] for problem in found["problems"]]
+    assert kinds.count("stuck_model") == 1 and found["problems"][0]["figures"]["model_id"] == "ft-stuck"
+    lines = cli("check", "--provider", "together", "--stuck-hours", "24").stdout.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("stuck: job ft-stuck (team/ft-stuck) has been pending for ")
