@@ -117,6 +117,8 @@ async def fan_out(
     """
     out: asyncio.Queue[pa.Table | None] = asyncio.Queue(maxsize=64)
     collector = dlt.current.pipeline().collector
+    children, _, item = what.rpartition(" of ")  # "events of model" -> "models read for events"
+    progress_label = f"{item}s read for {children}"
 
     async def worker() -> None:
         while (model := await feed.next()) is not None:
@@ -126,7 +128,7 @@ async def fan_out(
                 await fetch(api, model, out)
             except NotFoundError:
                 report.skipped.append(f"{what} {model.id} not found (404)")
-            collector.update(f"models read for {what.removesuffix(' of model')}")
+            collector.update(progress_label)
 
     async def workers() -> None:
         # The end mark goes to a reader that is there: not when cancelled (the reader closed early and the queue
