@@ -1,7 +1,8 @@
-"""What a run must read: which models changed since the last committed load, and which are due for a re-check.
+"""What a run must read: which listed items (models, jobs) changed since the last committed load, and which are due
+for a re-check. Each provider's source decides from these (``what_to_read`` in its source.py).
 
-The model list returns each model's ``status`` and ``updated_at``; the API moves one or the other whenever it writes
-an event, a late one included (see cohere-finetuning-api.md, "Models: what changes when"). A model's events and
+Cohere's model list returns each model's ``status`` and ``updated_at``; the API moves one or the other whenever it
+writes an event, a late one included (see cohere-finetuning-api.md, "Models: what changes when"). A model's events and
 metrics are therefore read only when the model is new, either field changed, ``updated_at`` is missing, or its
 re-check is due. Nothing documents that behaviour as a guarantee, so every model is also re-read once per re-check
 period, at a moment of its own within the period (a hash of its id), so the re-checks of a fleet are spread over the
@@ -26,8 +27,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 DEFAULT_RECHECK_HOURS = 24.0
-QUEUED = "STATUS_QUEUED"  # a queued model that never had metrics has none yet
-TRAINING = "STATUS_FINETUNING"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -142,19 +141,3 @@ class Rechecks:
         """Which of the model's re-check periods ``moment`` falls in; each model's periods start at its own phase."""
         phase = int.from_bytes(hashlib.blake2b(model_id.encode(), digest_size=4).digest()) / 2**32
         return math.floor((moment - phase * self.period_seconds) / self.period_seconds)
-
-
-def what_to_read(
-    model: ModelRef, seen: Seen, rechecks: Rechecks, metric_rechecks: Rechecks | None = None, always: bool = False
-) -> ModelRef:
-    """The model with what this run reads of it: events when it changed or is due; metrics likewise (on their own
-    schedule, which runs without metrics do not advance), and always while it trains. A queued model that never
-    had metrics has none to read; any other status may (an unspecified one included)."""
-    fingerprint = model.fingerprint
-    events = always or rechecks.due(model.id) or not fingerprint or seen.events != fingerprint
-    metrics_due = always or (metric_rechecks or rechecks).due(model.id)
-    untrained = model.status == QUEUED and (seen.step is None or seen.step < 0)
-    metrics = not untrained and (
-        model.status == TRAINING or metrics_due or not fingerprint or seen.metrics != fingerprint
-    )
-    return replace(model, events=events, metrics=metrics)

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.changes import ModelRef, Rechecks, Seen, SeenModels, what_to_read
+from pipelines.changes import ModelRef, Rechecks, Seen, SeenModels
 from pipelines.config import pipelines_dir
 from pipelines.providers.cohere.simulator import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World
+from pipelines.providers.cohere.source import what_to_read
 from tests.support import NOW, Fake, cli, empty_model, expected_events, query, warehouse_events
 
 DAY = 86400.0

@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -24,7 +24,7 @@ from dlt.common.schema.typing import TTableSchemaColumns
 from dlt.sources import DltResource
 
 from pipelines import arrow
-from pipelines.changes import DEFAULT_RECHECK_HOURS, ModelRef, Rechecks, SeenModels, what_to_read
+from pipelines.changes import DEFAULT_RECHECK_HOURS, ModelRef, Rechecks, Seen, SeenModels
 from pipelines.extract import (
     BASED_ON,
     STR,
@@ -48,6 +48,8 @@ from pipelines.providers.cohere.client import (
 )
 
 SOURCE_NAME = "cohere_finetuning"
+QUEUED = "STATUS_QUEUED"  # a queued model that never had metrics has none yet
+TRAINING = "STATUS_FINETUNING"  # a model in training: its metrics grow while the model record stays the same
 EVENTS_KEY = ("finetuned_model_id", "created_at", "status")
 EVENTS_SCHEMA = pa.schema(
     [
@@ -255,6 +257,22 @@ def cohere_finetuning(
 
 
 make_source = cohere_finetuning
+
+
+def what_to_read(
+    model: ModelRef, seen: Seen, rechecks: Rechecks, metric_rechecks: Rechecks | None = None, always: bool = False
+) -> ModelRef:
+    """The model with what this run reads of it: events when it changed or is due; metrics likewise (on their own
+    schedule, which runs without metrics do not advance), and always while it trains. A queued model that never
+    had metrics has none to read; any other status may (an unspecified one included)."""
+    fingerprint = model.fingerprint
+    events = always or rechecks.due(model.id) or not fingerprint or seen.events != fingerprint
+    metrics_due = always or (metric_rechecks or rechecks).due(model.id)
+    untrained = model.status == QUEUED and (seen.step is None or seen.step < 0)
+    metrics = not untrained and (
+        model.status == TRAINING or metrics_due or not fingerprint or seen.metrics != fingerprint
+    )
+    return replace(model, events=events, metrics=metrics)
 
 
 async def model_pages(
