@@ -50,6 +50,9 @@ DUCKDB_RETRY_MIN_MB = 256  # the least a load gets once more after it ran out of
 # What a merge needs grows with the warehouse: a fleet-wide change of 20,000 models (123k events, 1.5M metric values)
 # ran out of 32 MB and loaded in 64 MB. So the cap grows by this much per 10,000 models the warehouse holds.
 DUCKDB_MB_PER_10K_MODELS = 16
+# And with the rows a load brings: a first load of 20,000 Together AI jobs (273k events, 2.8M metric values) ran out
+# of 32 MB now and then (the merge de-duplicates the staged rows) and loaded in 48 MB. So 16 MB more per million rows.
+DUCKDB_MB_PER_MILLION_ROWS = 16
 
 
 STATE_VERSIONS_KEPT = 3
@@ -253,9 +256,14 @@ def duckdb_load_config(configured: dict[str, Any], memory_mb: int | None = None)
     return {**configured, "threads": threads, "memory_limit": f"{memory_mb}MB"}
 
 
-def merge_cap_mb(models: int) -> int:
-    """The load's cap for a warehouse that holds ``models`` models: what its merges need, measured."""
-    return DUCKDB_MEMORY_LIMIT_MB + DUCKDB_MB_PER_10K_MODELS * (models // 10_000)
+def merge_cap_mb(models: int, rows: int = 0) -> int:
+    """The load's cap for a warehouse that holds ``models`` models (or jobs) and a load of ``rows`` rows: what their
+    merges need, measured."""
+    return (
+        DUCKDB_MEMORY_LIMIT_MB
+        + DUCKDB_MB_PER_10K_MODELS * (models // 10_000)
+        + DUCKDB_MB_PER_MILLION_ROWS * (rows // 1_000_000)
+    )
 
 
 def configured_duckdb() -> dict[str, Any]:
@@ -398,7 +406,8 @@ def load_once(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
                 notes = trust_the_warehouse(pipeline)
                 events_before = count_rows(pipeline, provider.events_table)  # before a pending package: it is new
                 metrics_before = count_rows(pipeline, provider.metrics_table)
-                cap_mb = merge_cap_mb(count_rows(pipeline, provider.items_table))
+                items = count_rows(pipeline, provider.items_table)
+                cap_mb = merge_cap_mb(items)
             finished_pending = finish_pending(pipeline, options.destination, notes, cap_mb)
             with warehouse_kept_open(options.destination):
                 expect_simulated = warehouse_simulated(pipeline)
@@ -427,6 +436,8 @@ def load_once(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
             pipeline.normalize()
             release_free_memory()
             with writing(folder, options.destination):
+                loaded_rows = report.models + report.events + report.metric_rows
+                cap_mb = merge_cap_mb(items, loaded_rows)
                 load_capped(pipeline, options.destination, notes, report.restarted, cap_mb)
                 with warehouse_kept_open(options.destination):
                     new_events = count_rows(pipeline, provider.events_table) - events_before

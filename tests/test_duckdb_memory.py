@@ -104,6 +104,7 @@ def test_the_load_cap_grows_with_the_warehouse() -> None:
 
     assert merge_cap_mb(0) == merge_cap_mb(5_000) == DUCKDB_MEMORY_LIMIT_MB
     assert merge_cap_mb(20_000) == 64
+    assert merge_cap_mb(0, 999_999) == DUCKDB_MEMORY_LIMIT_MB and merge_cap_mb(20_000, 3_000_000) == 112
     assert duckdb_load_config({}, merge_cap_mb(20_000))["memory_limit"] == "64MB"
     assert (
         duckdb_load_config({"threads": 64}, merge_cap_mb(20_000))["memory_limit"]
