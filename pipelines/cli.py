@@ -342,15 +342,20 @@ def demo(
 
 @app.command()
 def views(destination: Destination = "duckdb") -> None:
-    """(Re)create every view over the loaded tables."""
+    """(Re)create every view over the loaded tables: the default provider's, and every other provider's that loaded
+    this warehouse."""
     quiet_logs()
 
     def action() -> str:
         from pipelines.runner import make_pipeline, writing
-        from pipelines.views import create_views
+        from pipelines.views import create_views, has_dataset
 
+        created: list[str] = []
         with writing(config.pipelines_dir(destination), destination):  # readers never in its way, as for a run
-            created = create_views(make_pipeline(destination))
+            for provider in providers.all_providers().values():
+                pipeline = make_pipeline(destination, provider=provider)
+                if provider.name == providers.DEFAULT or has_dataset(pipeline):
+                    created += [f"{provider.dataset}.{name}" for name in create_views(pipeline)]
         return f"created {len(created)} views: {', '.join(created)}"
 
     guarded(action)

@@ -271,6 +271,15 @@ def translated_views(pipeline: dlt.Pipeline, schema: dlt.Schema, sql_dir: Path =
     return queries
 
 
+def has_dataset(pipeline: dlt.Pipeline) -> bool:
+    """Whether the pipeline's dataset exists in its destination (a provider that loaded this warehouse)."""
+    try:
+        with pipeline.sql_client() as client:
+            return bool(client.has_dataset())
+    except Exception:  # a destination without SQL, or one that cannot be reached: nothing to create views in
+        return False
+
+
 def create_views(pipeline: dlt.Pipeline) -> list[str]:
     """Create or replace every view in one transaction; returns the view names in creation order."""
     schema = view_schema(pipeline)

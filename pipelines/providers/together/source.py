@@ -287,9 +287,7 @@ def events_table(
 ) -> tuple[pa.Table, int | None]:
     """A job's events as a typed Arrow table, each once, and the newest event's time (microseconds)."""
     for event in events:
-        if not isinstance(event.get("type", ""), str) or not all(
-            isinstance(event.get(name), str | None) for name in ("created_at", "message", "level")
-        ):
+        if not all(isinstance(event.get(name), str | None) for name in ("type", "created_at", "message", "level")):
             raise MalformedResponseError(f"malformed event in {where}: {event!r:.120}")
         if not all(type(event.get(name)) in (int, type(None)) for name in ("step", "total_steps")):
             raise MalformedResponseError(f"malformed step in an event in {where}: {event!r:.120}")
