@@ -54,6 +54,12 @@ def write_html_report(output: Path | None) -> str:
     """Render the page; write it to ``output`` (beside it first, then renamed) or stdout. Returns the last line."""
     path = config.existing_warehouse("report")
     report = read_report(path)
+    default = providers.get(providers.DEFAULT)
+    if default.name not in report["providers"]:
+        raise config.ConfigError(
+            f"the HTML report shows {default.title}'s dataset ({default.dataset}), which {path} does not hold; "
+            "`cohere-events report` (text or JSON) shows every provider"
+        )
     report.update(read_extra(path))
     page = render(report)
     if output is None:

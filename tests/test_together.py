@@ -433,3 +433,17 @@ def test_check_judges_the_together_dataset(hand: FakeTogetherApi, workdir: Path)
     assert kinds.count("stuck_model") == 1 and found["problems"][0]["figures"]["model_id"] == "ft-stuck"
     lines = cli("check", "--provider", "together", "--stuck-hours", "24").stdout.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("stuck: job ft-stuck (team/ft-stuck) has been pending for ")
+
+
+def test_a_together_only_warehouse_reports_views_and_exports(hand: FakeTogetherApi, workdir: Path) -> None:
+    text = cli("report")
+    assert text.exit_code == 0 and text.stdout.strip().splitlines()[-1].startswith("report: together: 7 jobs")
+    page = cli("report", "--format", "html")
+    assert page.exit_code == 2 and "`cohere-events report` (text or JSON) shows every provider" in page.stderr
+    views = cli("views")
+    assert views.exit_code == 0 and "together_finetuning.phase_intervals" in views.stdout
+    done = cli("export", str(workdir / "out"))
+    assert done.exit_code == 0
+    manifest = json.loads((workdir / "out" / "_cohere_events_export.json").read_text())
+    assert "together_finetuning/job_events/" in {entry["path"] for entry in manifest["tables"].values()}
+    assert (workdir / "out" / "together_finetuning" / "jobs.parquet").is_file()
