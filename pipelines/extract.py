@@ -7,8 +7,9 @@ An "item" is what a provider lists (a Cohere model, a Together job); its childre
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -17,8 +18,8 @@ import dlt
 import pyarrow as pa
 
 from pipelines import arrow
-from pipelines.changes import ModelRef
-from pipelines.http import ApiClient, MalformedResponseError, NotFoundError, RequestStats
+from pipelines.changes import ModelRef, Rechecks, SeenModels
+from pipelines.http import ApiClient, ClientSettings, MalformedResponseError, NotFoundError, RequestStats, SharedLimits
 
 BASED_ON = "based_on"  # source state: the warehouse state's hash an extraction started from (warehouse_state.py)
 UTC_NANOS = pa.timestamp("ns", tz="UTC")
@@ -243,3 +244,66 @@ def api_clock(updated_at: str | None, started_us: int) -> int:
 def iso_micros(micros: int) -> str:
     """Microseconds since the epoch as RFC 3339 UTC."""
     return (EPOCH + timedelta(microseconds=micros)).isoformat().replace("+00:00", "Z")
+
+
+class Extraction:
+    """What the resources of one extraction share, whichever the provider: the client's settings and limits, the
+    run's report, the re-check schedules, the per-item marks in dlt state and the feeds of listed items (models,
+    jobs) to the child resources (events, metrics)."""
+
+    def __init__(
+        self,
+        settings: ClientSettings,
+        report: RunReport | None,
+        recheck_hours: float,
+        full: bool,
+        children: Sequence[str],
+    ) -> None:
+        self.settings = settings
+        self.report = report or RunReport()
+        self.started = time.time()
+        self.rechecks = Rechecks(period_seconds=recheck_hours * 3600, now=self.started, full=full)
+        self.metric_rechecks = Rechecks(period_seconds=recheck_hours * 3600, now=self.started, full=full)
+        self.feeds = {child: ModelFeed() for child in children}
+        self.limits: SharedLimits | None = None  # made on first use, inside dlt's event loop
+        self._seen: SeenModels | None = None
+
+    def client(self, kind: type[Client]) -> Client:
+        """A client of ``kind`` under the run's shared limits, counting into the run's report."""
+        if self.limits is None:
+            self.limits = SharedLimits.for_settings(self.settings)
+        return kind(self.settings, self.report.requests, self.limits)
+
+    @property
+    def seen(self) -> SeenModels:
+        """The per-item marks; there once the list resource has begun (dlt state exists only while one runs)."""
+        if self._seen is None:
+            raise RuntimeError("the list resource has not begun")
+        return self._seen
+
+    def begin_listing(self, state: dict[str, Any], based_on: str | None, events_resource: str) -> None:
+        """In the list resource, before anything is listed: mark which warehouse state this extraction continues,
+        and read the marks and the last complete listing's time from the source's state."""
+        state[BASED_ON] = loaded_state_hash(state) if based_on is None else based_on
+        self._seen = SeenModels(state, dlt.current.resource_state(events_resource))  # by name: async has no current
+        self.rechecks.last_full_listing = state.get("rechecked_at")
+        self.metric_rechecks.last_full_listing = state.get("metrics_rechecked_at", self.rechecks.last_full_listing)
+
+    def publish(self, refs: list[ModelRef]) -> None:
+        """Hand listed items, with what this run reads of each, to the child resources."""
+        self.report.fetched += sum(ref.events for ref in refs)
+        self.report.unchanged += sum(not ref.events for ref in refs)
+        for feed in self.feeds.values():
+            feed.publish(refs)
+
+    def end_listing(self, state: dict[str, Any], complete: bool, metrics: bool) -> None:
+        """After a listing of every item (``complete``), each one due was read: the re-checks move on."""
+        if complete:
+            state["rechecked_at"] = self.rechecks.now
+            if metrics:
+                state["metrics_rechecked_at"] = self.metric_rechecks.now
+
+    def close(self) -> None:
+        """No more items: the child resources finish what they were handed."""
+        for feed in self.feeds.values():
+            feed.close()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
@@ -24,17 +23,15 @@ from dlt.common.schema.typing import TTableSchemaColumns
 from dlt.sources import DltResource
 
 from pipelines import arrow
-from pipelines.changes import DEFAULT_RECHECK_HOURS, ModelRef, Rechecks, Seen, SeenModels
+from pipelines.changes import DEFAULT_RECHECK_HOURS, ModelRef, Rechecks, Seen
 from pipelines.extract import (
-    BASED_ON,
     STR,
     STR_OR_NONE,
-    ModelFeed,
+    Extraction,
     RunReport,
     api_clock,
     check_origin,
     fan_out,
-    loaded_state_hash,
     only,
     parse_timestamps,
     put_unseen,
@@ -44,7 +41,6 @@ from pipelines.providers.cohere.client import (
     FinetuningClient,
     MalformedResponseError,
     ModelNotFoundError,
-    SharedLimits,
 )
 
 SOURCE_NAME = "cohere_finetuning"
@@ -163,51 +159,30 @@ def cohere_finetuning(
         requests_per_minute=requests_per_minute,
         timeout_seconds=timeout_seconds,
     )
-    report = report or RunReport()
+    run = Extraction(settings, report, recheck_hours, full, ["events", *(["training_step_metrics"] if metrics else [])])
+    report = run.report
     lookback = timedelta(seconds=lookback_seconds)
-    started = time.time()
-    rechecks = Rechecks(period_seconds=recheck_hours * 3600, now=started, full=full)
-    metric_rechecks = Rechecks(period_seconds=recheck_hours * 3600, now=started, full=full)
-    started_us = int(started * 1_000_000)
-    limits: list[SharedLimits] = []  # made on first use, inside dlt's event loop
-    seen: list[SeenModels] = []  # dlt state exists only while a resource runs: filled by the model list
-    feeds = {"events": ModelFeed(), **({"training_step_metrics": ModelFeed()} if metrics else {})}
-
-    def client() -> FinetuningClient:
-        if not limits:
-            limits.append(SharedLimits.for_settings(settings))
-        return FinetuningClient(settings, report.requests, limits[0])
+    started_us = int(run.started * 1_000_000)
 
     def plan(model: dict[str, Any]) -> ModelRef:
         ref = ModelRef.of(model)
-        return what_to_read(ref, seen[0].get(ref.id), rechecks, metric_rechecks, always=bool(model_ids))
+        return what_to_read(ref, run.seen.get(ref.id), run.rechecks, run.metric_rechecks, always=bool(model_ids))
 
     @dlt.resource(name="finetuned_models", write_disposition="merge", primary_key="id", columns=MODEL_COLUMNS)
     async def finetuned_models() -> AsyncIterator[list[dict[str, Any]]]:
         state = dlt.current.source_state()
-        state[BASED_ON] = loaded_state_hash(state) if based_on is None else based_on
-        seen.append(SeenModels(state, dlt.current.resource_state("events")))  # by name: async code has no current
+        run.begin_listing(state, based_on, "events")
         state["restarted"] = report.restarted  # replaced before the package loads: see runner.replace_restarted
-        rechecks.last_full_listing = state.get("rechecked_at")
-        metric_rechecks.last_full_listing = state.get("metrics_rechecked_at", rechecks.last_full_listing)
         try:
-            async with client() as api:
+            async with run.client(FinetuningClient) as api:
                 async for page in model_pages(api, model_ids, report):
                     check_origin(report.requests.simulated, expect_simulated)
                     state["simulated"] = report.requests.simulated
-                    refs = [plan(model) for model in page]
-                    report.fetched += sum(ref.events for ref in refs)
-                    report.unchanged += sum(not ref.events for ref in refs)
-                    for feed in feeds.values():
-                        feed.publish(refs)
+                    run.publish([plan(model) for model in page])
                     yield page
-            if not model_ids:  # every model was listed, and each one due was read
-                state["rechecked_at"] = rechecks.now
-                if metrics:
-                    state["metrics_rechecked_at"] = metric_rechecks.now
+            run.end_listing(state, complete=not model_ids, metrics=metrics)  # every model listed, each due read
         finally:
-            for feed in feeds.values():
-                feed.close()
+            run.close()
 
     @dlt.resource(  # type: ignore[call-overload]  # dlt's stubs omit the dict form of write_disposition
         name="events",
@@ -218,17 +193,17 @@ def cohere_finetuning(
     async def events() -> AsyncIterator[pa.Table]:
         async def fetch(api: FinetuningClient, model: ModelRef, out: asyncio.Queue[pa.Table | None]) -> None:
             clock = api_clock(model.updated_at, started_us)  # no cursor runs ahead of what that clock vouches for
-            cursor = seen[0].get(model.id).cursor
+            cursor = run.seen.get(model.id).cursor
             newest = await fetch_events(
                 api, model.id, None if cursor is None else min(cursor, clock), lookback, out, report
             )
             if newest is not None and newest > clock:
                 report.future(model.id, newest, clock)
                 newest = clock
-            seen[0].update(model.id, cursor=newest, events=model.fingerprint)
+            run.seen.update(model.id, cursor=newest, events=model.fingerprint)
 
-        async with client() as api:
-            feed = feeds["events"]
+        async with run.client(FinetuningClient) as api:
+            feed = run.feeds["events"]
             async for table in fan_out(api, feed, lambda model: model.events, fetch, "events of model", report):
                 report.events += table.num_rows
                 yield table
@@ -241,14 +216,14 @@ def cohere_finetuning(
     )
     async def training_step_metrics() -> AsyncIterator[pa.Table]:
         async def fetch(api: FinetuningClient, model: ModelRef, out: asyncio.Queue[pa.Table | None]) -> None:
-            loaded = seen[0].get(model.id)
+            loaded = run.seen.get(model.id)
             stored = None if loaded.step in (None, -1) else Step(loaded.step, loaded.step_at)  # type: ignore[arg-type]
             highest = await fetch_metrics(api, model.id, stored, out, report)
             step, step_at = (-1, None) if highest is None else (highest.number, highest.created_us)
-            seen[0].update(model.id, step=step, step_at=step_at, metrics=model.fingerprint)
+            run.seen.update(model.id, step=step, step_at=step_at, metrics=model.fingerprint)
 
-        async with client() as api:
-            feed, what = feeds["training_step_metrics"], "training-step metrics of model"
+        async with run.client(FinetuningClient) as api:
+            feed, what = run.feeds["training_step_metrics"], "training-step metrics of model"
             async for table in fan_out(api, feed, lambda model: model.metrics, fetch, what, report):
                 report.metric_rows += table.num_rows
                 yield table

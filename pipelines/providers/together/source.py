@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
-import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -25,17 +24,15 @@ from dlt.common.schema.typing import TTableSchemaColumns
 from dlt.sources import DltResource
 
 from pipelines import arrow
-from pipelines.changes import DEFAULT_RECHECK_HOURS, ModelRef, Rechecks, Seen, SeenModels
+from pipelines.changes import DEFAULT_RECHECK_HOURS, ModelRef, Rechecks, Seen
 from pipelines.extract import (
-    BASED_ON,
-    ModelFeed,
+    Extraction,
     RunReport,
     check_origin,
     fan_out,
-    loaded_state_hash,
     parse_timestamps,
 )
-from pipelines.http import ClientSettings, MalformedResponseError, NotFoundError, SharedLimits
+from pipelines.http import ClientSettings, MalformedResponseError, NotFoundError
 from pipelines.providers.together.client import TogetherClient
 from pipelines.providers.together.lifecycle import KNOWN_STATUSES, KNOWN_TYPES, TERMINAL
 
@@ -146,32 +143,19 @@ def together_finetuning(
         requests_per_minute=requests_per_minute,
         timeout_seconds=timeout_seconds,
     )
-    report = report or RunReport()
-    started = time.time()
-    rechecks = Rechecks(period_seconds=recheck_hours * 3600, now=started, full=full)
-    metric_rechecks = Rechecks(period_seconds=recheck_hours * 3600, now=started, full=full)
-    limits: list[SharedLimits] = []  # made on first use, inside dlt's event loop
-    seen: list[SeenModels] = []  # dlt state exists only while a resource runs: filled by the job list
-    feeds = {"job_events": ModelFeed(), **({"training_metrics": ModelFeed()} if metrics else {})}
-
-    def client() -> TogetherClient:
-        if not limits:
-            limits.append(SharedLimits.for_settings(settings))
-        return TogetherClient(settings, report.requests, limits[0])
+    run = Extraction(settings, report, recheck_hours, full, ["job_events", *(["training_metrics"] if metrics else [])])
+    report = run.report
 
     def plan(job: dict[str, Any]) -> ModelRef:
         ref = ModelRef.of(job)
-        return what_to_read(ref, seen[0].get(ref.id), rechecks, metric_rechecks, always=bool(model_ids))
+        return what_to_read(ref, run.seen.get(ref.id), run.rechecks, run.metric_rechecks, always=bool(model_ids))
 
     @dlt.resource(name="jobs", write_disposition="merge", primary_key="id", columns=JOB_COLUMNS)
     async def jobs() -> AsyncIterator[list[dict[str, Any]]]:
         state = dlt.current.source_state()
-        state[BASED_ON] = loaded_state_hash(state) if based_on is None else based_on
-        seen.append(SeenModels(state, dlt.current.resource_state("job_events")))
-        rechecks.last_full_listing = state.get("rechecked_at")
-        metric_rechecks.last_full_listing = state.get("metrics_rechecked_at", rechecks.last_full_listing)
+        run.begin_listing(state, based_on, "job_events")
         try:
-            async with client() as api:
+            async with run.client(TogetherClient) as api:
                 listed = await listed_jobs(api, model_ids, report)
                 check_origin(report.requests.simulated, expect_simulated, "Together AI")
                 state["simulated"] = report.requests.simulated
@@ -180,20 +164,12 @@ def together_finetuning(
                     status = str(job.get("status") or "")
                     if status.lower() not in KNOWN_STATUSES:
                         report.odd(UNKNOWN_STATUS, status or "(none)")
-                refs = [plan(job) for job in listed]
-                report.fetched += sum(ref.events for ref in refs)
-                report.unchanged += sum(not ref.events for ref in refs)
-                for feed in feeds.values():
-                    feed.publish(refs)
+                run.publish([plan(job) for job in listed])
                 if listed:
                     yield listed
-            if not model_ids:  # every job was listed, and each one due was read
-                state["rechecked_at"] = rechecks.now
-                if metrics:
-                    state["metrics_rechecked_at"] = metric_rechecks.now
+            run.end_listing(state, complete=not model_ids, metrics=metrics)  # every job listed, each due read
         finally:
-            for feed in feeds.values():
-                feed.close()
+            run.close()
 
     @dlt.resource(  # type: ignore[call-overload]  # dlt's stubs omit the dict form of write_disposition
         name="job_events",
@@ -207,12 +183,11 @@ def together_finetuning(
             table, newest = events_table(job.id, served, f"events of job {job.id}", report)
             if table.num_rows:
                 await out.put(table)
-            seen[0].update(job.id, cursor=newest, events=job.fingerprint)
+            run.seen.update(job.id, cursor=newest, events=job.fingerprint)
 
-        async with client() as api:
-            async for table in fan_out(
-                api, feeds["job_events"], lambda job: job.events, fetch, "events of job", report
-            ):
+        async with run.client(TogetherClient) as api:
+            feed, what = run.feeds["job_events"], "events of job"
+            async for table in fan_out(api, feed, lambda job: job.events, fetch, what, report):
                 report.events += table.num_rows
                 yield table
 
@@ -224,17 +199,17 @@ def together_finetuning(
     )
     async def training_metrics() -> AsyncIterator[pa.Table]:
         async def fetch(api: TogetherClient, job: ModelRef, out: asyncio.Queue[pa.Table | None]) -> None:
-            stored = seen[0].get(job.id).step
+            stored = run.seen.get(job.id).step
             step_from = None if stored is None or stored < 0 else stored
             rows = await api.metrics(job.id, step_from)
             table, highest = metrics_table(job.id, rows, f"training metrics of job {job.id}", report)
             if table.num_rows:
                 await out.put(table)
             best = max(step_from if step_from is not None else -1, -1 if highest is None else highest)
-            seen[0].update(job.id, step=best, metrics=job.fingerprint)
+            run.seen.update(job.id, step=best, metrics=job.fingerprint)
 
-        async with client() as api:
-            feed, what = feeds["training_metrics"], "training metrics of job"
+        async with run.client(TogetherClient) as api:
+            feed, what = run.feeds["training_metrics"], "training metrics of job"
             async for table in fan_out(api, feed, lambda job: job.metrics, fetch, what, report):
                 report.metric_rows += table.num_rows
                 yield table
