@@ -63,9 +63,13 @@ def main() -> None:
         return
     world = ListedWorld(models=args.models, seed=args.seed, long_history=args.long_history)
     api = FakeCohereApi(world, latency_ms=args.latency_ms, faults=Faults(rate_limit_rpm=args.rate_limit))
-    server = FakeApiServer(api).start()
-    line = {"url": server.url, "models": len(world.models), "events": world.event_count()}
-    print(orjson.dumps(line).decode(), flush=True)
+    serve(FakeApiServer(api), len(world.models), world.event_count())
+
+
+def serve(server: FakeApiServer, models: int, events: int) -> None:
+    """Start serving, print the one JSON line the benchmark reads, and serve until killed."""
+    server.start()
+    print(orjson.dumps({"url": server.url, "models": models, "events": events}).decode(), flush=True)
     try:
         while True:
             time.sleep(3600)
@@ -82,15 +86,7 @@ def serve_together(jobs: int, seed: int, latency_ms: float) -> None:
     from pipelines.providers.together.simulator import World as Jobs
 
     world = Jobs(jobs=jobs, seed=seed, ahead=timedelta(days=1))
-    server = FakeApiServer(FakeTogetherApi(world, latency_ms=latency_ms)).start()
-    print(orjson.dumps({"url": server.url, "models": world.size(), "events": world.event_count()}).decode(), flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    serve(FakeApiServer(FakeTogetherApi(world, latency_ms=latency_ms)), world.size(), world.event_count())
 
 
 if __name__ == "__main__":

@@ -321,3 +321,13 @@ def parse_retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None  # an HTTP date: fall back to exponential backoff
+
+
+def checked_id(item: dict[str, Any], where: str, kind: str) -> dict[str, Any]:
+    """The listed ``kind`` of item (a model, a job), if its ``id`` is a non-empty string; else a one-line error naming
+    where it was served."""
+    item_id = item.get("id")
+    if not isinstance(item_id, str) or not item_id.strip():
+        problem = "without an id" if item_id is None else f"with id {item_id!r:.40}, not a non-empty string"
+        raise MalformedResponseError(f"malformed {kind} in {where}: a {kind} {problem}: {item!r:.120}")
+    return item

@@ -21,6 +21,7 @@ from pipelines.http import (
     RequestStats,
     RetryableError,
     SharedLimits,
+    checked_id,
 )
 
 __all__ = [
@@ -60,7 +61,7 @@ class FinetuningClient(ApiClient):
         """Every fine-tuned model, a page at a time, oldest first, with the W&B key removed."""
         try:
             async for number, models in self.pages(MODELS_PATH, "finetuned_models", "the model list"):
-                yield [checked_id(scrub_model(model), f"the model list, page {number}") for model in models]
+                yield [checked_id(scrub_model(model), f"the model list, page {number}", "model") for model in models]
         except ModelNotFoundError as error:
             raise ApiRetiredError(f"the fine-tuning API answered {error}: {RETIRED}") from None
 
@@ -70,7 +71,7 @@ class FinetuningClient(ApiClient):
         model = body.get("finetuned_model")
         if not isinstance(model, dict):
             raise MalformedResponseError(f"malformed response for model {model_id}: no finetuned_model object")
-        return checked_id(scrub_model(model), f"model {model_id}")
+        return checked_id(scrub_model(model), f"model {model_id}", "model")
 
     async def event_pages(self, model_id: str) -> AsyncGenerator[tuple[int, list[dict[str, Any]]]]:
         """A model's status events newest first, as (page number, events); stop iterating to stop paging."""
@@ -148,13 +149,4 @@ def scrub_model(model: dict[str, Any]) -> dict[str, Any]:
     wandb = settings.get("wandb") if isinstance(settings, dict) else None
     if isinstance(wandb, dict):
         wandb.pop("api_key", None)
-    return model
-
-
-def checked_id(model: dict[str, Any], where: str) -> dict[str, Any]:
-    """The model, if its ``id`` is a non-empty string; else a one-line error naming where it was served."""
-    model_id = model.get("id")
-    if not isinstance(model_id, str) or not model_id.strip():
-        problem = "without an id" if model_id is None else f"with id {model_id!r:.40}, not a non-empty string"
-        raise MalformedResponseError(f"malformed model in {where}: a model {problem}: {model!r:.120}")
     return model

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from pipelines.http import ApiClient, MalformedResponseError
+from pipelines.http import ApiClient, MalformedResponseError, checked_id
 
 JOBS_PATH = "/v1/fine-tunes"
 # request-only secrets of the API (3.x: wandb_key; 1.x: wandb_api_key; hf_api_token), and any other api key
@@ -24,12 +24,12 @@ class TogetherClient(ApiClient):
     async def list_jobs(self) -> list[dict[str, Any]]:
         """Every fine-tuning job, as listed (without events), secrets removed."""
         body = await self.get_json(JOBS_PATH, {}, "the job list")
-        return [checked_job(scrub(job), "the job list") for job in objects(body, "data", "the job list")]
+        return [checked_id(scrub(job), "the job list", "job") for job in objects(body, "data", "the job list")]
 
     async def get_job(self, job_id: str) -> dict[str, Any]:
         """One job, secrets removed; NotFoundError on 404."""
         where = f"job {job_id}"
-        return checked_job(scrub(await self.get_json(f"{JOBS_PATH}/{quote(job_id, safe='')}", {}, where)), where)
+        return checked_id(scrub(await self.get_json(f"{JOBS_PATH}/{quote(job_id, safe='')}", {}, where)), where, "job")
 
     async def events(self, job_id: str) -> list[dict[str, Any]]:
         """Every event of a job, in the order served (oldest first, as the API documents)."""
@@ -66,12 +66,3 @@ def scrub(value: Any) -> Any:
         for item in value:
             scrub(item)
     return value
-
-
-def checked_job(job: dict[str, Any], where: str) -> dict[str, Any]:
-    """The job, if its ``id`` is a non-empty string; else a one-line error naming where it was served."""
-    job_id = job.get("id")
-    if not isinstance(job_id, str) or not job_id.strip():
-        problem = "without an id" if job_id is None else f"with id {job_id!r:.40}, not a non-empty string"
-        raise MalformedResponseError(f"malformed job in {where}: a job {problem}")
-    return job
