@@ -14,6 +14,7 @@ import math
 import os
 import re
 import tempfile
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -21,14 +22,9 @@ from typing import Any
 import duckdb
 
 from pipelines import config, locks, providers
+from pipelines.providers import Provider
 from pipelines.report import duration, metric, percent, read_report
 
-LIFECYCLE_STEPS = {
-    "queue_seconds": "queue (QUEUED → FINETUNING)",
-    "training_seconds": "training (FINETUNING → DEPLOYING_API)",
-    "deploy_seconds": "deploy (DEPLOYING_API → READY)",
-    "time_to_ready_seconds": "first event → READY",
-}
 EXTRA_QUERIES = {
     "failure_rates_weekly_all": "select * from {schema}.failure_rates_weekly order by cohort_week",
     "closed_durations": """
@@ -36,12 +32,11 @@ EXTRA_QUERIES = {
         where not is_open and duration_seconds > 0
     """,
     "lifecycle": """
-        select step, count(value) as models, quantile_cont(value, 0.5) as p50_seconds,
+        select step, count(value) as items, quantile_cont(value, 0.5) as p50_seconds,
             quantile_cont(value, 0.9) as p90_seconds, max(value) as max_seconds
         from (
-            unpivot (select queue_seconds, training_seconds, deploy_seconds, time_to_ready_seconds
-                     from {schema}.model_lifecycle)
-            on queue_seconds, training_seconds, deploy_seconds, time_to_ready_seconds
+            unpivot (select {timings} from {schema}.{lifecycle})
+            on {timings}
             into name step value value
         )
         group by step
@@ -54,13 +49,8 @@ def write_html_report(output: Path | None) -> str:
     """Render the page; write it to ``output`` (beside it first, then renamed) or stdout. Returns the last line."""
     path = config.existing_warehouse("report")
     report = read_report(path)
-    default = providers.get(providers.DEFAULT)
-    if default.name not in report["providers"]:
-        raise config.ConfigError(
-            f"the HTML report shows {default.title}'s dataset ({default.dataset}), which {path} does not hold; "
-            "`cohere-events report` (text or JSON) shows every provider"
-        )
-    report.update(read_extra(path))
+    for name in report["providers"]:
+        provider_section(report, name).update(read_extra(path, providers.get(name)))
     page = render(report)
     if output is None:
         print(page, flush=True)
@@ -69,15 +59,28 @@ def write_html_report(output: Path | None) -> str:
     return f"wrote {output} ({len(page.encode()) / 1024:.0f} KB): {summary_words(report)}"
 
 
-def read_extra(path: Path) -> dict[str, Any]:
+def provider_section(report: dict[str, Any], name: str) -> dict[str, Any]:
+    """A provider's part of the report: the default provider's is the top level, another's is under its name."""
+    section: dict[str, Any] = report if name == providers.DEFAULT else report[name]
+    return section
+
+
+def read_extra(path: Path, provider: Provider) -> dict[str, Any]:
+    """What the page shows beyond ``report``: every week's rate, closed durations, lifecycle timing quantiles."""
+    lifecycle = provider.module("lifecycle")
+    names = {
+        "schema": provider.dataset,
+        "lifecycle": lifecycle.VIEW_WORDS["lifecycle"],
+        "timings": ", ".join(lifecycle.TIMING_LABELS),
+    }
     with locks.reading(config.pipelines_dir("duckdb")), duckdb.connect(str(path), read_only=True) as con:
         con.execute("SET TimeZone = 'UTC'")
         found = {}
         for key, sql in EXTRA_QUERIES.items():
-            result = con.execute(sql.format(schema=config.DATASET_NAME))
-            names = [column[0] for column in result.description or []]
-            found[key] = [dict(zip(names, row, strict=True)) for row in result.fetchall()]
-    order = list(LIFECYCLE_STEPS)
+            result = con.execute(sql.format(**names))
+            columns = [column[0] for column in result.description or []]
+            found[key] = [dict(zip(columns, row, strict=True)) for row in result.fetchall()]
+    order = list(lifecycle.TIMING_LABELS)
     found["lifecycle"].sort(key=lambda row: order.index(row["step"]))
     return found
 
@@ -97,46 +100,112 @@ def write_atomically(output: Path, text: str) -> None:
 
 
 def summary_words(report: dict[str, Any]) -> str:
-    rate = report["failure_rate"]
-    overall = "no resolved models" if not rate or rate["failure_rate"] is None else percent(rate["failure_rate"])
-    return f"failure rate {overall}, {len(report['stale_models'])} stale models"
+    """Per provider: its failure rate and stale items."""
+    parts = []
+    for name in report["providers"]:
+        provider, section = providers.get(name), provider_section(report, name)
+        rate, items = section["failure_rate"], provider.items
+        overall = f"no resolved {items}" if not rate or rate["failure_rate"] is None else percent(rate["failure_rate"])
+        stale = len(section[provider.module("lifecycle").VIEW_NAMES["stale"]])
+        text = f"failure rate {overall}, {stale} stale {provider.item if stale == 1 else items}"
+        parts.append(text if name == providers.DEFAULT else f"{name}: {text}")
+    return "; ".join(parts)
 
 
 # --- the page -----------------------------------------------------------------------------------------------------
 
 
 def render(report: dict[str, Any]) -> str:
+    """The page: with several providers, their headline side by side, then each one's sections under its name."""
     as_of = report["data_as_of"]
-    sections = [
-        failure_section(report),
-        status_section(report),
-        stale_section(report),
-        lifecycle_section(report),
-        training_section(report),
-    ]
+    several = len(report["providers"]) > 1
+    blocks = [providers_section(report)] if several else []
+    for name in report["providers"]:
+        provider = providers.get(name)
+        if several:
+            blocks.append(f'<h2 class="provider" id="provider-{esc(name)}">{esc(provider.title)}</h2>')
+        blocks.append(provider_sections(provider_section(report, name), provider))
     return PAGE.format(
         title="Fine-tuning lifecycle report",
         as_of=esc("no load yet" if as_of is None else as_of[:19].replace("T", " ") + " UTC"),
         warehouse=esc(report["warehouse"]),
-        body="\n".join(sections),
+        body="\n".join(blocks),
     )
 
 
-def failure_section(report: dict[str, Any]) -> str:
-    rate = report["failure_rate"] or {}
-    weekly = report["failure_rates_weekly_all"]
+@dataclass(frozen=True)
+class Words:
+    """How one provider's sections name things: its items, success, ids; ids and anchors prefixed but for the
+    default provider's, so that its page reads as it did before there was a second provider."""
+
+    provider: Provider
+
+    @property
+    def lifecycle(self) -> Any:
+        return self.provider.module("lifecycle")
+
+    @property
+    def items(self) -> str:
+        return self.provider.items
+
+    @property
+    def succeeded(self) -> str:
+        return str(self.lifecycle.SUCCEEDED)
+
+    @property
+    def prefix(self) -> str:
+        return "" if self.provider.name == providers.DEFAULT else f"{self.provider.name}-"
+
+
+def provider_sections(data: dict[str, Any], provider: Provider) -> str:
+    words = Words(provider)
+    return "\n".join(
+        [
+            failure_section(data, words),
+            status_section(data, words),
+            stale_section(data, words),
+            lifecycle_section(data, words),
+            training_section(data, words),
+        ]
+    )
+
+
+def providers_section(report: dict[str, Any]) -> str:
+    rows = [
+        [
+            line["title"],
+            f"{line['items']} {line['item']}s",
+            percent(line["failure_rate"]),
+            f"{percent(line['wilson_low'])} to {percent(line['wilson_high'])}",
+            duration(line["queue_p50_seconds"]),
+            duration(line["queue_p90_seconds"]),
+            duration(line["training_p50_seconds"]),
+            duration(line["training_p90_seconds"]),
+            "no load yet" if line["data_as_of"] is None else line["data_as_of"][:19].replace("T", " "),
+        ]
+        for line in report["providers"].values()
+    ]
+    headers = ["provider", "jobs", "failure rate", "95 % interval", "queue p50", "queue p90", "training p50"]
+    table = html_table("First attempts and timings, per provider", [*headers, "training p90", "data as of (UTC)"], rows)
+    return section("Providers side by side", table)
+
+
+def failure_section(data: dict[str, Any], words: Words) -> str:
+    rate = data["failure_rate"] or {}
+    weekly = data["failure_rates_weekly_all"]
+    items, succeeded = words.items, words.succeeded
     headline = (
-        f'<p class="headline"><span id="overall-failure-rate">{esc(percent(rate.get("failure_rate")))}</span> of '
-        f"{rate.get('resolved', 0)} resolved models failed (95 % interval "
+        f'<p class="headline"><span id="{words.prefix}overall-failure-rate">{esc(percent(rate.get("failure_rate")))}'
+        f"</span> of {rate.get('resolved', 0)} resolved {items} failed (95 % interval "
         f"{esc(percent(rate.get('wilson_low')))} &ndash; {esc(percent(rate.get('wilson_high')))}); "
-        f"{rate.get('models', 0)} models, {rate.get('cancelled', 0)} "
+        f"{rate.get(items, 0)} {items}, {rate.get('cancelled', 0)} "
         f"cancelled, {rate.get('in_flight', 0)} in flight.</p>"
     )
     rows = [
         [
             str(row["cohort_week"]),
-            row["models"],
-            row["ready"],
+            row[items],
+            row[succeeded],
             row["failed"],
             row["resolved"],
             percent(row["failure_rate"]),
@@ -145,49 +214,53 @@ def failure_section(report: dict[str, Any]) -> str:
         for row in weekly
     ]
     table = html_table(
-        "Failure rate by cohort week (UTC Monday of the model's first event)",
-        ["week", "models", "ready", "failed", "resolved", "failure rate", "95 % interval"],
+        f"Failure rate by cohort week (UTC Monday of the {words.provider.item}'s first event)",
+        ["week", items, succeeded, "failed", "resolved", "failure rate", "95 % interval"],
         rows,
     )
     chart = figure(
-        weekly_chart(weekly),
+        weekly_chart(weekly, items),
         "Failure rate by cohort week, with its Wilson 95 % band",
-        "Weekly failure rate (failed over resolved models) as a line, the Wilson 95 % interval as a shaded band.",
+        f"Weekly failure rate (failed over resolved {items}) as a line, the Wilson 95 % interval as a shaded band.",
     )
-    return section("Failure rate", headline + chart + table)
+    return section("Failure rate", headline + chart + table, words.prefix)
 
 
-def status_section(report: dict[str, Any]) -> str:
+def status_section(data: dict[str, Any], words: Words) -> str:
+    items = words.items
     rows = [
         [
             row["status"],
             row["closed_intervals"],
             row["open_intervals"],
-            row["models"],
+            row[items],
             duration(row["p50_seconds"]),
             duration(row["p90_seconds"]),
             duration(row["max_seconds"]),
         ]
-        for row in report["time_in_status"]
+        for row in data["time_in_status"]
     ]
     table = html_table(
         "Time in status, closed intervals",
-        ["status", "closed", "open", "models", "p50", "p90", "max"],
+        ["status", "closed", "open", items, "p50", "p90", "max"],
         rows,
     )
     chart = figure(
-        status_chart(report["closed_durations"]),
-        "How long models stay in each status",
+        status_chart(data["closed_durations"], words.lifecycle.STATUS_ORDER),
+        f"How long {items} stay in each status",
         "Box plots of closed interval durations per status, in hours on a logarithmic scale.",
     )
-    return section("Time in status", chart + table)
+    return section("Time in status", chart + table, words.prefix)
 
 
-def stale_section(report: dict[str, Any]) -> str:
-    stale = report["stale_models"]
+def stale_section(data: dict[str, Any], words: Words) -> str:
+    items, item = words.items, words.provider.item
+    stale = data[words.lifecycle.VIEW_NAMES["stale"]]
+    id_column = words.lifecycle.VIEW_WORDS["id"]
+    under_way = ", ".join(status.lower() for status in words.lifecycle.UNDER_WAY)
     rows = [
         [
-            row["finetuned_model_id"],
+            row[id_column],
             row["name"] or "",
             row["current_status"],
             str(row["current_since"])[:19],
@@ -195,84 +268,64 @@ def stale_section(report: dict[str, Any]) -> str:
         ]
         for row in stale
     ]
+    title = f"Stale {items}"
     if not rows:
-        return section("Stale models", "<p>No model has been queued, training or deploying for over 48 hours.</p>")
+        return section(title, f"<p>No {item} has been {under_way} for over 48 hours.</p>", words.prefix)
     table = html_table(
-        f"{len(rows)} models queued, training or deploying for over 48 hours",
-        ["model id", "name", "status", "since (UTC)", "stuck for"],
+        f"{len(rows)} {item if len(rows) == 1 else items} {under_way} for over 48 hours",
+        [f"{item} id", "name", "status", "since (UTC)", "stuck for"],
         rows,
         css="stale",
     )
-    return section("Stale models", table)
+    return section(title, table, words.prefix)
 
 
-def lifecycle_section(report: dict[str, Any]) -> str:
-    steps = report["lifecycle"]
+def lifecycle_section(data: dict[str, Any], words: Words) -> str:
+    steps = data["lifecycle"]
+    labels = words.lifecycle.TIMING_LABELS
     rows = [
         [
-            LIFECYCLE_STEPS[row["step"]],
-            row["models"],
+            labels[row["step"]],
+            row["items"],
             duration(row["p50_seconds"]),
             duration(row["p90_seconds"]),
             duration(row["max_seconds"]),
         ]
         for row in steps
     ]
-    table = html_table("Lifecycle timings", ["step", "models", "p50", "p90", "max"], rows)
+    table = html_table("Lifecycle timings", ["step", words.items, "p50", "p90", "max"], rows)
     chart = figure(
-        lifecycle_chart(steps),
+        lifecycle_chart(steps, labels),
         "Lifecycle timings: median and 90th percentile",
         "Horizontal bars of the median and 90th percentile hours each lifecycle step takes.",
     )
-    return section("Lifecycle timings", chart + table)
+    return section("Lifecycle timings", chart + table, words.prefix)
 
 
-def training_section(report: dict[str, Any]) -> str:
-    training = report.get("training")
+def training_section(data: dict[str, Any], words: Words) -> str:
+    training = data.get("training")
     if not training:
-        return section("Training", "<p>This warehouse's views predate training metrics: run a load first.</p>")
-    by_base = html_table(
-        "Final metrics by base model (medians over models of the value at the last step)",
-        ["base model", "models", "median final accuracy", "median final cross-entropy", "diverged"],
-        [
-            [
-                row["base_model"],
-                row["models"],
-                metric(row["median_final_accuracy"]),
-                metric(row["median_final_cross_entropy"]),
-                row["diverged"],
-            ]
-            for row in training["by_base_model"]
-        ],
-    )
-    diverged = training["diverged"]
-    diverged_table = (
-        html_table(
-            f"{len(diverged)} diverged trainings (a loss went NaN or infinite)",
-            ["model id", "name", "base model", "first non-finite step", "last step", "final cross-entropy", "outcome"],
-            [
-                [
-                    row["finetuned_model_id"],
-                    row["name"] or "",
-                    row["base_model_name"] or "",
-                    row["first_non_finite_step"],
-                    row["last_step_number"],
-                    metric(row["final_cross_entropy"]),
-                    row["first_outcome"],
-                ]
-                for row in diverged
-            ],
+        return section(
+            "Training", "<p>This warehouse's views predate training metrics: run a load first.</p>", words.prefix
         )
-        if diverged
-        else "<p>No training diverged.</p>"
-    )
-    return section("Training", by_base + diverged_table)
+    titles = words.lifecycle.TRAINING_TITLES
+    tables = [
+        html_table(
+            titles[key],
+            [name.replace("_", " ") for name in rows[0]],
+            [[metric(value) if isinstance(value, float) else value for value in row.values()] for row in rows],
+        )
+        if rows
+        else f"<p>{esc(titles[key])}: none.</p>"
+        for key, rows in training.items()
+    ]
+    return section("Training", "".join(tables), words.prefix)
 
 
 # --- charts (matplotlib, as inline SVG) ---------------------------------------------------------------------------
 
 
-def weekly_chart(weekly: list[dict[str, Any]]) -> str:
+def weekly_chart(weekly: list[dict[str, Any]], items: str) -> str:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 3.2))
     judged = [row for row in weekly if row["failure_rate"] is not None]
@@ -291,7 +344,7 @@ def weekly_chart(weekly: list[dict[str, Any]]) -> str:
         ax.set_xticks(weeks, [week.strftime("%d %b %Y") for week in weeks])
         ax.legend(loc="upper left", frameon=False)
     else:
-        ax.text(0.5, 0.5, "no resolved models yet", ha="center", va="center", transform=ax.transAxes)
+        ax.text(0.5, 0.5, f"no resolved {items} yet", ha="center", va="center", transform=ax.transAxes)
     ax.set_ylim(0, 1)
     ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda value, _: f"{value:.0%}"))
     ax.set_ylabel("failed / resolved")
@@ -299,12 +352,11 @@ def weekly_chart(weekly: list[dict[str, Any]]) -> str:
     return svg(fig)
 
 
-def status_chart(durations: list[dict[str, Any]]) -> str:
+def status_chart(durations: list[dict[str, Any]], order: list[str]) -> str:
     plt = pyplot()
     by_status: dict[str, list[float]] = {}
     for row in durations:
         by_status.setdefault(row["status"], []).append(row["duration_seconds"] / 3600)
-    order = providers.get(providers.DEFAULT).module("lifecycle").STATUS_ORDER
     statuses = sorted(by_status, key=lambda s: order.index(s) if s in order else len(order))
     fig, ax = plt.subplots(figsize=(8, 3.6))
     if statuses:
@@ -320,15 +372,15 @@ def status_chart(durations: list[dict[str, Any]]) -> str:
     return svg(fig)
 
 
-def lifecycle_chart(steps: list[dict[str, Any]]) -> str:
+def lifecycle_chart(steps: list[dict[str, Any]], labels: dict[str, str]) -> str:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 2.8))
     shown = [row for row in steps if row["p50_seconds"] is not None]
-    labels = [LIFECYCLE_STEPS[row["step"]] for row in shown]
+    names = [labels[row["step"]] for row in shown]
     positions = range(len(shown))
     ax.barh([p + 0.2 for p in positions], [row["p90_seconds"] / 3600 for row in shown], 0.4, color=BAND, label="p90")
     ax.barh([p - 0.2 for p in positions], [row["p50_seconds"] / 3600 for row in shown], 0.4, color=INK, label="p50")
-    ax.set_yticks(list(positions), labels)
+    ax.set_yticks(list(positions), names)
     ax.invert_yaxis()
     ax.set_xlabel("hours")
     if shown:
@@ -385,8 +437,8 @@ def html_table(caption: str, headers: list[str], rows: list[list[Any]], css: str
     )
 
 
-def section(title: str, content: str) -> str:
-    anchor = title.lower().replace(" ", "-")
+def section(title: str, content: str, prefix: str = "") -> str:
+    anchor = prefix + title.lower().replace(" ", "-")
     return f'<section aria-labelledby="{anchor}"><h2 id="{anchor}">{esc(title)}</h2>{content}</section>'
 
 
@@ -414,6 +466,7 @@ body {{ font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
 header p {{ color: var(--muted); margin: 0.2rem 0; }}
 h1 {{ font-size: 1.6rem; margin-bottom: 0.2rem; }}
 h2 {{ font-size: 1.25rem; border-bottom: 1px solid var(--rule); padding-bottom: 0.2rem; margin-top: 2rem; }}
+h2.provider {{ font-size: 1.5rem; background: #eef3f8; border: none; padding: 0.4rem 0.6rem; margin-top: 2.5rem; }}
 .headline {{ font-size: 1.1rem; }}
 .headline span {{ font-size: 2rem; font-weight: 700; }}
 figure {{ margin: 1rem 0; }}

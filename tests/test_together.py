@@ -324,6 +324,14 @@ def test_the_report_shows_both_providers_side_by_side(hand: FakeTogetherApi, wor
     text = cli("report")
     assert "Together AI" in text.stdout and "Cohere" in text.stdout
     assert text.stdout.strip().splitlines()[-1].count("together: 7 jobs, failure rate 50.0%") == 1
+    page = cli("report", "--format", "html", "--output", str(workdir / "report.html"))
+    assert page.exit_code == 0 and page.stdout.strip().endswith("together: failure rate 50.0%, 1 stale job")
+    html = (workdir / "report.html").read_text()
+    cohere_rate = found["failure_rate"]["failure_rate"]
+    assert f'id="overall-failure-rate">{100 * cohere_rate:.1f}%<' in html  # Cohere's page as it was
+    assert 'id="together-overall-failure-rate">50.0%<' in html and "ft-stuck" in html
+    assert html.index('id="provider-cohere"') < html.index('id="provider-together"')
+    assert "Providers side by side" in html and html.count('role="img"') >= 6
 
 
 def test_the_official_sdk_parses_every_response_of_the_simulator(workdir: Path) -> None:
@@ -439,7 +447,8 @@ def test_a_together_only_warehouse_reports_views_and_exports(hand: FakeTogetherA
     text = cli("report")
     assert text.exit_code == 0 and text.stdout.strip().splitlines()[-1].startswith("report: together: 7 jobs")
     page = cli("report", "--format", "html")
-    assert page.exit_code == 2 and "`cohere-events report` (text or JSON) shows every provider" in page.stderr
+    assert page.exit_code == 0 and 'id="together-overall-failure-rate">50.0%<' in page.stdout
+    assert "Providers side by side" not in page.stdout  # one provider: its sections alone
     views = cli("views")
     assert views.exit_code == 0 and "together_finetuning.phase_intervals" in views.stdout
     done = cli("export", str(workdir / "out"))

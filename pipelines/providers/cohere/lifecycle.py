@@ -77,3 +77,9 @@ TIME_TO_DONE = "time_to_ready_seconds"  # model_lifecycle: first event -> first 
 STEP_TIMINGS = ("queue_seconds", "training_seconds", "deploy_seconds", "time_to_ready_seconds")
 BASE_LABEL = "coalesce(base_model_name, '(' || lower(replace(base_type, 'BASE_TYPE_', '')) || ')', 'unknown')"
 FINAL_METRICS = ("accuracy", "cross_entropy")
+TIMING_LABELS = {  # model_lifecycle's step timings, as the HTML report names them
+    "queue_seconds": "queue (QUEUED → FINETUNING)",
+    "training_seconds": "training (FINETUNING → DEPLOYING_API)",
+    "deploy_seconds": "deploy (DEPLOYING_API → READY)",
+    "time_to_ready_seconds": "first event → READY",
+}

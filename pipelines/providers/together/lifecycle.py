@@ -150,3 +150,10 @@ TIME_TO_DONE = "time_to_complete_seconds"  # job_lifecycle: first event -> first
 STEP_TIMINGS = ("queue_seconds", "setup_seconds", "training_seconds", "upload_seconds", "time_to_complete_seconds")
 BASE_LABEL = "coalesce(base_model, 'unknown')"
 FINAL_METRICS = ("train/loss", "eval/loss")
+TIMING_LABELS = {  # job_lifecycle's step timings, as the HTML report names them
+    "queue_seconds": "queue (pending → running)",
+    "setup_seconds": "set-up: downloads (running → training_start)",
+    "training_seconds": "training (training_start → training_complete)",
+    "upload_seconds": "upload (compressing or uploading → completed)",
+    "time_to_complete_seconds": "first event → completed",
+}
