@@ -456,3 +456,14 @@ def test_a_together_only_warehouse_reports_views_and_exports(hand: FakeTogetherA
     manifest = json.loads((workdir / "out" / "_cohere_events_export.json").read_text())
     assert "together_finetuning/job_events/" in {entry["path"] for entry in manifest["tables"].values()}
     assert (workdir / "out" / "together_finetuning" / "jobs.parquet").is_file()
+
+
+def test_prometheus_metrics_carry_the_provider(together: FakeTogetherApi, workdir: Path) -> None:
+    metrics = workdir / "together.prom"
+    assert cli("run", "--provider", "together", "--prometheus", str(metrics)).exit_code == 0
+    text = metrics.read_text()
+    assert 'cohere_events_last_run_success{provider="together"} 1.0' in text
+    assert 'cohere_events_events_loaded{provider="together"}' in text
+    checked = workdir / "check.prom"
+    assert cli("check", "--provider", "together", "--prometheus", str(checked)).exit_code == 0
+    assert 'cohere_events_models{current_status="completed",provider="together"}' in checked.read_text()
