@@ -569,10 +569,15 @@ def main() -> None:
     (args.out / "results.md").write_text(text + "\n")
     print(text)
     if args.update_readme and not args.only:
-        readme = BENCH / "README.md"
-        content = readme.read_text()
-        start, end = content.index(README_START) + len(README_START), content.index(README_END)
-        readme.write_text(content[:start] + "\n" + text + "\n" + content[end:])
+        update_readme(text, README_START, README_END)
+
+
+def update_readme(text: str, start_mark: str, end_mark: str) -> None:
+    """Put ``text`` between two marks of bench/README.md, in place of what was there."""
+    readme = BENCH / "README.md"
+    content = readme.read_text()
+    start, end = content.index(start_mark) + len(start_mark), content.index(end_mark)
+    readme.write_text(content[:start] + "\n" + text + "\n" + content[end:])
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.run import BENCH, ROOT, SCALE_PEAK_MB, compile_site_packages, measure, ours_command
+from bench.run import BENCH, ROOT, SCALE_PEAK_MB, compile_site_packages, measure, ours_command, update_readme
 from pipelines.providers.together.simulator import DEFAULT_API_KEY
 
 README_START = "<!-- together:start -->"
@@ -134,10 +134,7 @@ def main() -> None:
     text = table(rows)
     print(text)
     if args.update_readme:
-        readme = BENCH / "README.md"
-        content = readme.read_text()
-        start, end = content.index(README_START) + len(README_START), content.index(README_END)
-        readme.write_text(content[:start] + "\n" + text + "\n" + content[end:])
+        update_readme(text, README_START, README_END)
 
 
 if __name__ == "__main__":
