@@ -59,3 +59,23 @@ def test_bench_quick_mode_runs_every_scenario_and_loads_everything(tmp_path: Pat
     assert by[("rate", "ours")]["errors_429"] == 0
     # a run with nothing new never asks for more than the first run did
     assert 0 < by[("nochange-40", "ours")]["requests"] <= by[("first-40", "ours")]["requests"]
+
+
+@pytest.mark.timeout(300)
+def test_together_bench_runs_first_nochange_and_later(tmp_path: Path) -> None:
+    """bench/together.py on a small world: every scenario runs, and a run with nothing new reads only the list and
+    the jobs under way."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "together.py"), "--jobs", "60"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in done.stdout.splitlines() if "-60 |" in line}
+    assert set(rows) == {"first-60", "nochange-60", "hour-later-60"}
+    first, nochange = rows["first-60"], rows["nochange-60"]
+    assert int(first[3]) > 60 and int(first[5]) > 0  # requests; new events
+    jobs_read = int(nochange[4].split()[0])
+    assert int(nochange[3]) == 1 + 2 * jobs_read and int(nochange[5]) == 0
