@@ -216,7 +216,8 @@ def print_check(findings: Findings, output_format: str, verbose: bool) -> str:
     age = findings.last_load_age_seconds
     return (
         f"ok: last load {'never' if age is None else hours(age) + ' ago'}, {sum(findings.models_by_status.values())} "
-        f"models, {findings.stale_models} stale, failure rate {rate} of {window['resolved']} resolved in the last "
+        f"{config.provider(findings.provider).items}, {findings.stale_models} stale, failure rate {rate} of "
+        f"{window['resolved']} resolved in the last "
         f"{window['days']:g} days"
     )
 
