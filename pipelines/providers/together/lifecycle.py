@@ -7,21 +7,21 @@ type begins no status: downloads, checkpoints, epochs, warnings and unknown type
 
 from __future__ import annotations
 
-# event type -> the job status it begins
+# event type -> the job status it begins ("inferred": no source says so; see the notes for the evidence)
 STATUS_OF_TYPE = {
     "job_pending": "pending",
-    "job_start": "running",
-    "training_start": "running",
+    "job_start": "running",  # inferred: "Job started at", then downloads and training
+    "training_start": "running",  # inferred
     "model_compressing": "compressing",
-    "compressing_model": "compressing",
-    "model_compression_complete": "uploading",
+    "compressing_model": "compressing",  # 2023's name of model_compressing
+    "model_compression_complete": "uploading",  # inferred: compression runs inside the upload
     "model_uploading": "uploading",
     "cancel_requested": "cancel_requested",
-    "job_stopped": "cancelled",
+    "job_stopped": "cancelled",  # inferred: the only stop type
     "job_error": "error",
     "job_user_error": "user_error",
     "job_complete": "completed",
-    "job_restarted": "queued",
+    "job_restarted": "queued",  # inferred: a restarted job waits for hardware; job_start follows
 }
 # the SDK's enum order: the order of statuses that begin at one timestamp
 STATUS_ORDER = [
