@@ -7,6 +7,7 @@ An "item" is what a provider lists (a Cohere model, a Together job); its childre
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -16,11 +17,14 @@ from typing import Any, TypeVar
 
 import dlt
 import pyarrow as pa
+from dlt.common.data_types import TDataType
+from dlt.common.schema.typing import TTableSchemaColumns
 
 from pipelines import arrow
 from pipelines.changes import ModelRef, Rechecks, SeenModels
 from pipelines.http import ApiClient, ClientSettings, MalformedResponseError, NotFoundError, RequestStats, SharedLimits
 
+NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}  # protobuf JSON's non-finite doubles
 BASED_ON = "based_on"  # source state: the warehouse state's hash an extraction started from (warehouse_state.py)
 UTC_NANOS = pa.timestamp("ns", tz="UTC")
 BATCH_ROWS = 20_000  # rows handed to dlt at once: big enough to be cheap, small enough to stay flat
@@ -75,6 +79,36 @@ def loaded_state_hash(source_state: dict[str, Any]) -> str:
     if not source_state.get("models") and "rechecked_at" not in source_state:
         return ""
     return str(dlt.current.pipeline().state.get("_version_hash") or "")
+
+
+def nullable_columns(data_type: TDataType, *names: str) -> TTableSchemaColumns:
+    """dlt column hints: ``names`` of one ``data_type``, each nullable (a source declares its tables with them)."""
+    return {name: {"data_type": data_type, "nullable": True} for name in names}
+
+
+def metric_value(value: Any, name: str, where: str, non_finite: dict[str, float] = NON_FINITE) -> float:
+    """A metric as a double: numbers as they are, the strings of ``non_finite`` ("NaN", "Infinity", "-Infinity") as
+    those; anything else is a one-line MalformedResponseError naming the metric and where it was served."""
+    if type(value) is float or type(value) is int:
+        return float(value)
+    if isinstance(value, str) and value in non_finite:
+        return non_finite[value]
+    raise MalformedResponseError(f"malformed value of metric {name!r} in {where}: {value!r:.60}")
+
+
+async def named_items(
+    get: Callable[[str], Awaitable[dict[str, Any]]], ids: Sequence[str], report: RunReport, item: str
+) -> list[dict[str, Any]]:
+    """The items (models, jobs) a run was limited to, each once, fetched one by one with ``get``; one that answers
+    404 is reported and skipped."""
+    found = []
+    for item_id in dict.fromkeys(ids):
+        try:
+            found.append(await get(item_id))
+        except NotFoundError:
+            report.skipped.append(f"{item} {item_id} not found (404)")
+    report.models += len(found)
+    return found
 
 
 class ModelFeed:

@@ -9,7 +9,6 @@ pages of models never matters to dlt.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
@@ -18,7 +17,6 @@ from typing import Any
 
 import dlt
 import pyarrow as pa
-from dlt.common.data_types import TDataType
 from dlt.common.schema.typing import TTableSchemaColumns
 from dlt.sources import DltResource
 
@@ -32,6 +30,9 @@ from pipelines.extract import (
     api_clock,
     check_origin,
     fan_out,
+    metric_value,
+    named_items,
+    nullable_columns,
     only,
     parse_timestamps,
     put_unseen,
@@ -40,7 +41,6 @@ from pipelines.providers.cohere.client import (
     ClientSettings,
     FinetuningClient,
     MalformedResponseError,
-    ModelNotFoundError,
 )
 
 SOURCE_NAME = "cohere_finetuning"
@@ -65,19 +65,14 @@ METRICS_SCHEMA = pa.schema(
     ]
 )
 FIRST_READ_ROWS = 2_000  # events of a model's first read turned into Arrow at once
-NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}  # protobuf JSON's non-finite doubles
-
-
-def _cols(data_type: TDataType, *names: str) -> TTableSchemaColumns:
-    return {name: {"data_type": data_type, "nullable": True} for name in names}
 
 
 # Declared so every column the views use exists even before the API has sent a value for it.
 MODEL_COLUMNS: TTableSchemaColumns = {
     "id": {"data_type": "text", "nullable": False, "primary_key": True},
-    **_cols("text", "name", "creator_id", "organization_id", "status"),
-    **_cols("timestamp", "created_at", "updated_at", "completed_at", "last_used"),
-    **_cols(
+    **nullable_columns("text", "name", "creator_id", "organization_id", "status"),
+    **nullable_columns("timestamp", "created_at", "updated_at", "completed_at", "last_used"),
+    **nullable_columns(
         "text",
         "settings__base_model__name",
         "settings__base_model__version",
@@ -85,8 +80,8 @@ MODEL_COLUMNS: TTableSchemaColumns = {
         "settings__base_model__strategy",
         "settings__dataset_id",
     ),
-    **_cols("bool", "settings__multi_label"),
-    **_cols(
+    **nullable_columns("bool", "settings__multi_label"),
+    **nullable_columns(
         "bigint",
         "settings__hyperparameters__early_stopping_patience",
         "settings__hyperparameters__train_batch_size",
@@ -94,13 +89,13 @@ MODEL_COLUMNS: TTableSchemaColumns = {
         "settings__hyperparameters__lora_alpha",
         "settings__hyperparameters__lora_rank",
     ),
-    **_cols(
+    **nullable_columns(
         "double",
         "settings__hyperparameters__early_stopping_threshold",
         "settings__hyperparameters__learning_rate",
     ),
-    **_cols("text", "settings__hyperparameters__lora_target_modules", "settings__wandb__project"),
-    **_cols("text", "settings__wandb__entity"),
+    **nullable_columns("text", "settings__hyperparameters__lora_target_modules", "settings__wandb__project"),
+    **nullable_columns("text", "settings__wandb__entity"),
 }
 EVENT_COLUMNS: TTableSchemaColumns = {
     "finetuned_model_id": {"data_type": "text", "nullable": False},
@@ -264,13 +259,7 @@ async def model_pages(
             if fresh:
                 yield fresh
         return
-    found = []
-    for model_id in dict.fromkeys(model_ids):
-        try:
-            found.append(await api.get_model(model_id))
-        except ModelNotFoundError:
-            report.skipped.append(f"model {model_id} not found (404)")
-    report.models += len(found)
+    found = await named_items(api.get_model, model_ids, report, "model")
     if found:
         yield found
 
@@ -483,12 +472,3 @@ def metrics_table(
         schema=METRICS_SCHEMA,
     )
     return table, steps, list(zip(step_of_row, names, strict=True)), created
-
-
-def metric_value(value: Any, name: str, where: str) -> float:
-    """A metric as a double: numbers as they are, protobuf JSON's "NaN", "Infinity" and "-Infinity" as those."""
-    if type(value) is float or type(value) is int:
-        return float(value)
-    if isinstance(value, str) and value in NON_FINITE:
-        return NON_FINITE[value]
-    raise MalformedResponseError(f"malformed value of metric {name!r} in {where}: {value!r:.60}")

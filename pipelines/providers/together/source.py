@@ -19,20 +19,22 @@ from typing import Any
 import dlt
 import orjson
 import pyarrow as pa
-from dlt.common.data_types import TDataType
 from dlt.common.schema.typing import TTableSchemaColumns
 from dlt.sources import DltResource
 
-from pipelines import arrow
+from pipelines import arrow, extract
 from pipelines.changes import DEFAULT_RECHECK_HOURS, ModelRef, Rechecks, Seen
 from pipelines.extract import (
     Extraction,
     RunReport,
     check_origin,
     fan_out,
+    metric_value,
+    named_items,
+    nullable_columns,
     parse_timestamps,
 )
-from pipelines.http import ClientSettings, MalformedResponseError, NotFoundError
+from pipelines.http import ClientSettings, MalformedResponseError
 from pipelines.providers.together.client import TogetherClient
 from pipelines.providers.together.lifecycle import KNOWN_STATUSES, KNOWN_TYPES, TERMINAL
 
@@ -40,25 +42,23 @@ SOURCE_NAME = "together_finetuning"
 STEP, TIMESTAMP = "train/global_step", "timestamp"
 UNDER_WAY_READ_EVERY_RUN = frozenset({"running", "compressing", "uploading", "cancel_requested"})
 NOT_STARTED = frozenset({"pending", "queued"})
-NON_FINITE = {"NaN": math.nan, "nan": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+NON_FINITE = {**extract.NON_FINITE, "nan": math.nan}  # and Python's spelling, should a server write it as text
 UNKNOWN_TYPE = "events of a type the status mapping does not know"
 UNTIMED = "events without created_at (stored with no time, left out of the status views)"
 UNKNOWN_STATUS = "jobs with a status the lifecycle does not know"
 STEPLESS = "metric rows without train/global_step (not stored)"
 
 
-def _cols(data_type: TDataType, *names: str) -> TTableSchemaColumns:
-    return {name: {"data_type": data_type, "nullable": True} for name in names}
-
-
 # Declared so every column the views use exists even before the API has sent a value for it.
 JOB_COLUMNS: TTableSchemaColumns = {
     "id": {"data_type": "text", "nullable": False, "primary_key": True},
-    **_cols("text", "status", "user_id", "model", "model_output_name", "suffix", "training_file"),
-    **_cols("text", "validation_file", "training_type__type", "training_method__method", "wandb_project_name"),
-    **_cols("timestamp", "created_at", "updated_at", "started_at"),
-    **_cols("bigint", "n_epochs", "n_checkpoints", "batch_size", "token_count", "total_price"),
-    **_cols("double", "learning_rate"),
+    **nullable_columns("text", "status", "user_id", "model", "model_output_name", "suffix", "training_file"),
+    **nullable_columns(
+        "text", "validation_file", "training_type__type", "training_method__method", "wandb_project_name"
+    ),
+    **nullable_columns("timestamp", "created_at", "updated_at", "started_at"),
+    **nullable_columns("bigint", "n_epochs", "n_checkpoints", "batch_size", "token_count", "total_price"),
+    **nullable_columns("double", "learning_rate"),
 }
 EVENTS_KEY = "event_key"
 EVENT_COLUMNS: TTableSchemaColumns = {
@@ -241,14 +241,7 @@ async def listed_jobs(api: TogetherClient, job_ids: Sequence[str] | None, report
         unique = {str(job["id"]): job for job in await api.list_jobs()}
         report.models += len(unique)
         return list(unique.values())
-    found = []
-    for job_id in dict.fromkeys(job_ids):
-        try:
-            found.append(await api.get_job(job_id))
-        except NotFoundError:
-            report.skipped.append(f"job {job_id} not found (404)")
-    report.models += len(found)
-    return found
+    return await named_items(api.get_job, job_ids, report, "job")
 
 
 def event_key(job_id: str, created_us: int | None, event: dict[str, Any]) -> str:
@@ -339,7 +332,7 @@ def metrics_table(
             stored.add((step, name))
             steps.append(step)
             names.append(name)
-            values.append(metric_value(value, name, where))
+            values.append(optional_metric(value, name, where))
             logged.append(logged_us)
     table = pa.Table.from_arrays(
         [
@@ -354,12 +347,6 @@ def metrics_table(
     return table, max(steps) if steps else None
 
 
-def metric_value(value: Any, name: str, where: str) -> float | None:
-    """A metric as a double: numbers as they are, null as NULL, "NaN" and the infinities as those."""
-    if value is None:
-        return None
-    if type(value) is float or type(value) is int:
-        return float(value)
-    if isinstance(value, str) and value in NON_FINITE:
-        return NON_FINITE[value]
-    raise MalformedResponseError(f"malformed value of metric {name!r} in {where}: {value!r:.60}")
+def optional_metric(value: Any, name: str, where: str) -> float | None:
+    """A metric as a double, as :func:`pipelines.extract.metric_value` reads it; null as NULL."""
+    return None if value is None else metric_value(value, name, where, NON_FINITE)
