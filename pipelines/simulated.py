@@ -3,15 +3,38 @@ request logic (an object with ``handle``), and the foreground loop of ``fake-api
 
 from __future__ import annotations
 
+import random
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
 from pipelines.http import SIMULATED_HEADER
 
 DROP = -1  # an injected outcome: close the connection without answering
+TIMELINE_START = datetime(2026, 1, 1, tzinfo=UTC)  # the demo's timeline: one item every 12 hours since then
+TIMELINE_SPACING = timedelta(hours=12)
+
+
+def truncate(moment: datetime, digits: int) -> datetime:
+    """Drop the digits a timestamp will not show, so what is served is exactly what is stored."""
+    if digits >= 6:
+        return moment
+    step = 10 ** (6 - digits)
+    return moment.replace(microsecond=moment.microsecond // step * step)
+
+
+def timeline(seed: int, count: int, now: datetime) -> Iterator[tuple[int, random.Random, datetime]]:
+    """The demo's world, for any simulator: the latest ``count`` slots of a fixed timeline before ``now``, each as
+    (slot, its own seeded generator, when its item was created). The same slots carry the same items on every run,
+    so a repeated demo loads only what time revealed."""
+    slots = int((now - TIMELINE_START) / TIMELINE_SPACING)
+    for slot in range(max(0, slots - count), slots):
+        rng = random.Random(seed * 1_000_003 + slot)
+        yield slot, rng, TIMELINE_START + TIMELINE_SPACING * slot + timedelta(seconds=rng.randrange(600))
 
 
 class SimulatedWorld(Protocol):

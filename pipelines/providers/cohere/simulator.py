@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import orjson
 
 from pipelines.providers.cohere.client import MODELS_PATH
-from pipelines.simulated import DROP, FakeApiServer, serve_forever  # noqa: F401  # the server is shared by every simulator
+from pipelines.simulated import DROP, FakeApiServer, serve_forever, timeline, truncate  # noqa: F401  # re-exported: the server every simulator shares
 
 DEFAULT_API_KEY = "simulated-cohere-key"
 MAX_PAGE_SIZE = 1000
@@ -83,14 +83,6 @@ def format_timestamp(event: Event) -> str:
     micros = f"{event.created_at.microsecond:06d}"
     fraction = {0: "", 3: "." + micros[:3], 6: "." + micros, 9: f".{micros}{event.nanos:03d}"}[event.digits]
     return base + fraction + "Z"
-
-
-def truncate(moment: datetime, digits: int) -> datetime:
-    """Drop the digits a timestamp will not show, so what is served is exactly what is stored."""
-    if digits >= 6:
-        return moment
-    step = 10 ** (6 - digits)
-    return moment.replace(microsecond=moment.microsecond // step * step)
 
 
 class LifecycleWriter:
@@ -290,13 +282,8 @@ class World:
         The same models carry the same events on every run, so a repeated demo loads only what time revealed.
         """
         now = now or datetime.now(UTC)
-        spacing = timedelta(hours=12)
-        start = datetime(2026, 1, 1, tzinfo=UTC)
-        slots = int((now - start) / spacing)
         world = cls(models=0, seed=seed, now=now)
-        for slot in range(max(0, slots - models), slots):
-            rng = random.Random(seed * 1_000_003 + slot)
-            created = start + spacing * slot + timedelta(seconds=rng.randrange(600))
+        for slot, rng, created in timeline(seed, models, now):
             model = make_model(rng, slot, created)
             world.models[model.id] = model
         return world

@@ -28,7 +28,7 @@ import orjson
 
 from pipelines.providers.together.client import JOBS_PATH
 from pipelines.providers.together.lifecycle import STATUS_OF_TYPE
-from pipelines.simulated import DROP, FakeApiServer, serve_forever  # noqa: F401  # the server is shared by every simulator
+from pipelines.simulated import DROP, FakeApiServer, serve_forever, timeline, truncate  # noqa: F401  # re-exported: the server every simulator shares
 
 DEFAULT_API_KEY = "simulated-together-key"
 BASE_MODELS = [
@@ -86,10 +86,6 @@ def stamp(moment: datetime, digits: int, offset: bool = False) -> str:
     if digits:
         text += f".{moment.microsecond:06d}"[: digits + 1]
     return text + ("+00:00" if offset else "Z")
-
-
-def truncate(moment: datetime, digits: int) -> datetime:
-    return moment.replace(microsecond=moment.microsecond // 10 ** (6 - digits) * 10 ** (6 - digits))
 
 
 @dataclass
@@ -382,13 +378,9 @@ class World:
         """The demo's world: one job every 12 hours on a fixed timeline, the latest ``jobs`` of them, so that a
         repeated demo loads only what time revealed."""
         now = now or datetime.now(UTC)
-        spacing = timedelta(hours=12)
-        start = datetime(2026, 1, 1, tzinfo=UTC)
-        slots = int((now - start) / spacing)
         world = cls(jobs=0, seed=seed, now=now)
-        for slot in range(max(0, slots - jobs), slots):
-            rng = random.Random(seed * 1_000_003 + slot)
-            world.add(make_job(rng, slot, start + spacing * slot + timedelta(seconds=rng.randrange(600))))
+        for slot, rng, created in timeline(seed, jobs, now):
+            world.add(make_job(rng, slot, created))
         return world
 
     def size(self) -> int:
