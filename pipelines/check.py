@@ -14,7 +14,7 @@ from typing import Any
 
 import duckdb
 
-from pipelines import config, locks
+from pipelines import config, locks, providers
 from pipelines.providers import Provider
 from pipelines.status import as_utc, iso
 
@@ -59,7 +59,7 @@ class Findings:
 
     warehouse: str
     checked_at: datetime
-    provider: str = "cohere"
+    provider: str = providers.DEFAULT
     last_load_at: datetime | None = None
     models_by_status: dict[str, int] = field(default_factory=dict)
     stale_models: int = 0

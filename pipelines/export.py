@@ -293,7 +293,7 @@ def write_manifest(staging: Path, warehouse: Path, results: dict[str, Exported])
         "version": 1,
         "exported_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "warehouse": str(warehouse),
-        "dataset": config.DATASET_NAME,
+        "dataset": providers.get(providers.DEFAULT).dataset,  # the one at the top; the others are in `datasets`
         "datasets": sorted({result.dataset for result in results.values()}),
         "partitioning": {
             name: f"hive, {PARTITION[1]} = UTC month of {PARTITION[0]}"

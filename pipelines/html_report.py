@@ -23,7 +23,7 @@ import duckdb
 
 from pipelines import config, locks, providers
 from pipelines.providers import Provider
-from pipelines.report import duration, metric, percent, read_report
+from pipelines.report import duration, metric, percent, provider_section, read_report
 
 EXTRA_QUERIES = {
     "failure_rates_weekly_all": "select * from {schema}.failure_rates_weekly order by cohort_week",
@@ -57,12 +57,6 @@ def write_html_report(output: Path | None) -> str:
         return ""
     write_atomically(output, page)
     return f"wrote {output} ({len(page.encode()) / 1024:.0f} KB): {summary_words(report)}"
-
-
-def provider_section(report: dict[str, Any], name: str) -> dict[str, Any]:
-    """A provider's part of the report: the default provider's is the top level, another's is under its name."""
-    section: dict[str, Any] = report if name == providers.DEFAULT else report[name]
-    return section
 
 
 def read_extra(path: Path, provider: Provider) -> dict[str, Any]:

@@ -74,6 +74,12 @@ def read_report(path: Path) -> dict[str, Any]:
     return found
 
 
+def provider_section(report: dict[str, Any], name: str) -> dict[str, Any]:
+    """A provider's part of the report: the default provider's is the top level, another's is under its name."""
+    section: dict[str, Any] = report if name == providers.DEFAULT else report[name]
+    return section
+
+
 def has_dataset(con: duckdb.DuckDBPyConnection, dataset: str) -> bool:
     row = con.execute("select count(*) from information_schema.schemata where schema_name = ?", [dataset]).fetchone()
     return bool(row and row[0])
@@ -126,7 +132,7 @@ def headline(provider: Provider, section: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def last_load_time(con: duckdb.DuckDBPyConnection, dataset: str = config.DATASET_NAME) -> str | None:
+def last_load_time(con: duckdb.DuckDBPyConnection, dataset: str) -> str | None:
     """When the last successful load finished (dlt's ``_dlt_loads``), ISO 8601 UTC; None before any load."""
     try:
         row = con.execute(f"select max(inserted_at) from {dataset}._dlt_loads where status = 0").fetchone()
@@ -307,7 +313,7 @@ def summary(report: dict[str, Any]) -> str:
     parts = []
     for name, line in report["providers"].items():
         provider = providers.get(name)
-        section = report if name == providers.DEFAULT else report[name]
+        section = provider_section(report, name)
         stale = len(section[provider.module("lifecycle").VIEW_NAMES["stale"]])
         item = provider.item
         if section["failure_rate"] is None:
@@ -345,7 +351,7 @@ def print_report(output_format: str) -> str:
     console.print()
     for name in report["providers"]:
         provider = providers.get(name)
-        section = report if name == providers.DEFAULT else report[name]
+        section = provider_section(report, name)
         if len(report["providers"]) > 1:
             console.print(f"[bold]{provider.title}[/bold] (dataset {provider.dataset})", soft_wrap=True)
             console.print()

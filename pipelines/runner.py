@@ -28,7 +28,7 @@ from dlt.common.destination import Destination
 from dlt.common.destination.exceptions import DestinationUndefinedEntity
 from dlt.common.runtime.collector import LogCollector, NullCollector
 
-from pipelines import config, locks
+from pipelines import config, locks, providers
 from pipelines.changes import DEFAULT_RECHECK_HOURS
 from pipelines.extract import MixedOriginError, RunReport
 from pipelines.http import ApiError
@@ -98,7 +98,7 @@ class LoadOptions:
     """The options of ``run`` and ``demo``."""
 
     destination: str = "duckdb"
-    provider: str = "cohere"
+    provider: str = providers.DEFAULT
     model_ids: Sequence[str] = ()
     page_size: int = 100
     concurrency: int = 16
@@ -227,7 +227,7 @@ def make_pipeline(
     """The dlt pipeline of ``provider`` (default: Cohere) for this warehouse, with its working folder kept apart
     from other warehouses and providers. Every provider's pipeline has the same name, so that dlt finds the same
     DuckDB file for each; each loads its own dataset."""
-    dataset = provider.dataset if provider else config.DATASET_NAME
+    dataset = (provider or providers.get(providers.DEFAULT)).dataset
     target: str | Destination[Any, Any] = destination
     if destination == "duckdb":
         # dlt loads the model table as one INSERT ... VALUES statement, and DuckDB needed 90 MB to parse one of 1,000
@@ -485,7 +485,7 @@ def writing(folder: Path, destination: str) -> Iterator[None]:
 def warehouse_name(destination: str, provider: Provider | None = None) -> str:
     """The warehouse as a user would name it: the DuckDB file, else the destination and dataset."""
     path = config.duckdb_path() if destination == "duckdb" else None
-    return str(path) if path else f"the {destination} dataset {provider.dataset if provider else config.DATASET_NAME}"
+    return str(path) if path else f"the {destination} dataset {(provider or providers.get(providers.DEFAULT)).dataset}"
 
 
 def finish_pending(pipeline: dlt.Pipeline, destination: str, notes: list[str], cap_mb: int = 0) -> bool:
