@@ -331,3 +331,14 @@ def checked_id(item: dict[str, Any], where: str, kind: str) -> dict[str, Any]:
         problem = "without an id" if item_id is None else f"with id {item_id!r:.40}, not a non-empty string"
         raise MalformedResponseError(f"malformed {kind} in {where}: a {kind} {problem}: {item!r:.120}")
     return item
+
+
+def objects(body: dict[str, Any], key: str, where: str, null_is_empty: bool = False) -> list[dict[str, Any]]:
+    """``body[key]`` as a list of objects: absent is none (proto3 JSON leaves an empty list out), and so is null
+    where the API documents it (``null_is_empty``); anything else is a one-line MalformedResponseError."""
+    items = body.get(key, [])
+    if items is None and null_is_empty:
+        return []
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise MalformedResponseError(f"malformed response for {where}: '{key}' is not a list of objects")
+    return items

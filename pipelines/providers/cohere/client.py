@@ -22,6 +22,7 @@ from pipelines.http import (
     RetryableError,
     SharedLimits,
     checked_id,
+    objects,
 )
 
 __all__ = [
@@ -106,9 +107,7 @@ class FinetuningClient(ApiClient):
                 params["page_token"] = token
             where = f"{what}, page {number}"
             body = await self.get_json(path, params, where)
-            items = body.get(items_key, [])  # proto3 JSON leaves an empty list out
-            if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
-                raise MalformedResponseError(f"malformed response for {where}: '{items_key}' is not a list of objects")
+            items = objects(body, items_key, where)
             token = body.get("next_page_token") or None  # absent, null and "" all end the listing
             if token is not None and not isinstance(token, str):
                 raise MalformedResponseError(f"malformed response for {where}: next_page_token is not a string")

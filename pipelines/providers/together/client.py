@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from pipelines.http import ApiClient, MalformedResponseError, checked_id
+from pipelines.http import ApiClient, checked_id, objects
 
 JOBS_PATH = "/v1/fine-tunes"
 # request-only secrets of the API (3.x: wandb_key; 1.x: wandb_api_key; hf_api_token), and any other api key
@@ -24,7 +24,10 @@ class TogetherClient(ApiClient):
     async def list_jobs(self) -> list[dict[str, Any]]:
         """Every fine-tuning job, as listed (without events), secrets removed."""
         body = await self.get_json(JOBS_PATH, {}, "the job list")
-        return [checked_id(scrub(job), "the job list", "job") for job in objects(body, "data", "the job list")]
+        return [
+            checked_id(scrub(job), "the job list", "job")
+            for job in objects(body, "data", "the job list", null_is_empty=True)
+        ]
 
     async def get_job(self, job_id: str) -> dict[str, Any]:
         """One job, secrets removed; NotFoundError on 404."""
@@ -35,24 +38,14 @@ class TogetherClient(ApiClient):
         """Every event of a job, in the order served (oldest first, as the API documents)."""
         where = f"events of job {job_id}"
         body = await self.get_json(f"{JOBS_PATH}/{quote(job_id, safe='')}/events", {}, where)
-        return objects(body, "data", where)
+        return objects(body, "data", where, null_is_empty=True)
 
     async def metrics(self, job_id: str, step_from: int | None = None) -> list[dict[str, Any]]:
         """A job's training metric rows, from ``step_from`` (inclusive) on; the API's null is no rows."""
         where = f"training metrics of job {job_id}"
         params = {} if step_from is None else {"global_step_from": step_from}
         body = await self.get_json(f"{JOBS_PATH}/{quote(job_id, safe='')}/metrics", params, where)
-        return objects(body, "metrics", where)
-
-
-def objects(body: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:
-    """``body[key]`` as a list of objects (absent or null: none); else a one-line MalformedResponseError."""
-    items = body.get(key)
-    if items is None:
-        return []
-    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
-        raise MalformedResponseError(f"malformed response for {where}: '{key}' is not a list of objects")
-    return items
+        return objects(body, "metrics", where, null_is_empty=True)
 
 
 def scrub(value: Any) -> Any:
