@@ -12,7 +12,7 @@ while the model record stays the same.
 What the runs saw is kept in dlt state, which commits with the load, so a run that fails marks nothing. At fleet scale
 dlt state is the largest thing a run holds (dlt decodes it into several copies), so each model has one short string in
 one map: ``sources.cohere_finetuning.models[id] = "<event cursor µs>|<events seen>|<highest step>|<metrics seen>|<its
-time µs>"``, the highest step's time absent in state written before it was kept.
+time µs>|<restarts seen>"``, the last two absent in state written before they were kept (restarts: Together AI).
 
 Marks from the future count as due: a run on a host whose clock ran ahead must not switch re-checks off until the
 clock catches up.
@@ -39,11 +39,13 @@ class ModelRef:
     updated_at: str | None
     events: bool = True
     metrics: bool = True
+    started: bool = False  # the listing shows it started once (``started_at``, ``completed_at``): it may have metrics
 
     @classmethod
     def of(cls, model: dict[str, Any]) -> ModelRef:
         updated = model.get("updated_at")
-        return cls(str(model["id"]), str(model.get("status") or ""), str(updated) if updated else None)
+        started = bool(model.get("started_at") or model.get("completed_at"))
+        return cls(str(model["id"]), str(model.get("status") or ""), str(updated) if updated else None, started=started)
 
     @property
     def fingerprint(self) -> str:
@@ -62,6 +64,7 @@ class Seen:
     step: int | None = None  # highest training step loaded; -1 when read and there were none
     metrics: str = ""  # the fingerprint of the model when its metrics were last read
     step_at: int | None = None  # when the highest step ran, microseconds since the epoch
+    restarts: int | None = None  # restarts its events showed when its metrics were last read (None: not kept yet)
 
     @classmethod
     def unpack(cls, text: str | None) -> Seen:
@@ -69,18 +72,22 @@ class Seen:
             return cls()
         cursor, events, step, metrics, *rest = text.split("|")
         step_at = rest[0] if rest else ""
+        restarts = rest[1] if len(rest) > 1 else ""
         return cls(
             int(cursor) if cursor else None,
             events,
             int(step) if step else None,
             metrics,
             int(step_at) if step_at else None,
+            int(restarts) if restarts else None,
         )
 
     def pack(self) -> str:
         cursor = "" if self.cursor is None else str(self.cursor)
         step = "" if self.step is None else str(self.step)
         text = f"{cursor}|{self.events}|{step}|{self.metrics}"
+        if self.restarts is not None:
+            return f"{text}|{'' if self.step_at is None else self.step_at}|{self.restarts}"
         return text if self.step_at is None else f"{text}|{self.step_at}"
 
 

@@ -13,6 +13,7 @@ import ssl
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Self
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import orjson
@@ -168,6 +169,35 @@ class ApiClient:
                 f"{self.settings.max_retry_seconds:.0f} s)"
             ) from None
         raise AssertionError("unreachable")
+
+    async def every_page(
+        self, path: str, params: dict[str, Any], key: str, where: str, null_is_empty: bool = False
+    ) -> list[dict[str, Any]]:
+        """``key``'s objects of every page of a listing: the first page, then each one its answer points at (see
+        :func:`next_page`). An answer that says there is more with no way to ask raises IncompleteAnswerError, so a
+        listing is had whole or not at all; a marker that repeats is a MalformedResponseError, not a loop."""
+        items: list[dict[str, Any]] = []
+        asked: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+        query = dict(params)
+        number = 1
+        asked.add((path, tuple(sorted((name, str(value)) for name, value in query.items()))))
+        while True:
+            body = await self.get_json(path, query, where if number == 1 else f"{where}, page {number}")
+            page = objects(body, key, where, null_is_empty)
+            items.extend(page)
+            following = next_page(body, page, self.base_url, where)
+            if following is None:
+                return items
+            if LINK in following:
+                link = urlsplit(following[LINK])
+                path, query = link.path, dict(parse_qsl(link.query, keep_blank_values=True))
+            else:
+                query = {**params, **following}
+            marker = (path, tuple(sorted((name, str(value)) for name, value in query.items())))
+            if marker in asked:
+                raise MalformedResponseError(f"{where}: the API pointed at page {number} again (a paging loop)")
+            asked.add(marker)
+            number += 1
 
     async def get_once(self, path: str, params: dict[str, Any], where: str) -> dict[str, Any]:
         async with self.limits.in_flight:
@@ -342,3 +372,50 @@ def objects(body: dict[str, Any], key: str, where: str, null_is_empty: bool = Fa
     if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         raise MalformedResponseError(f"malformed response for {where}: '{key}' is not a list of objects")
     return items
+
+
+class IncompleteAnswerError(MalformedResponseError):
+    """An answer says there is more but gives no way to ask for it: nothing of that listing may be stored."""
+
+
+# Paging markers that name the next page: (the answer's field, the query parameter it is sent back as).
+TOKEN_MARKERS = (("next_page_token", "page_token"), ("next_cursor", "cursor"), ("next_token", "next_token"))
+LINK_MARKERS = ("next", "next_url", "next_page_url", "next_page")
+
+
+def next_page(body: dict[str, Any], items: list[dict[str, Any]], base_url: str, where: str) -> dict[str, Any] | None:
+    """The query of the next page an answer points at, or None on the last page: a token (``next_page_token``,
+    ``next_cursor``, ...), a link (``next``), or ``has_more`` with items that carry ids (``after`` = the last id,
+    as OpenAI-style lists page). ``has_more`` with none of those is an IncompleteAnswerError."""
+    for marker, parameter in TOKEN_MARKERS:
+        token = body.get(marker)
+        if isinstance(token, str | int) and not isinstance(token, bool) and str(token):
+            return {parameter: str(token)}
+    for marker in LINK_MARKERS:
+        link = body.get(marker)
+        if isinstance(link, str) and link:
+            return {LINK: link_path(link, base_url, where)}
+    if body.get("has_more") is not True:
+        return None
+    last_id = items[-1].get("id") if items else None
+    if isinstance(last_id, str) and last_id:
+        return {"after": last_id}
+    raise IncompleteAnswerError(
+        f"{where}: the API says there is more (has_more) but gives no cursor, token or link to ask for it; "
+        "nothing of it was stored"
+    )
+
+
+LINK = "\0link"  # a next_page query that is a whole path and query of its own
+
+
+def link_path(link: str, base_url: str, where: str) -> str:
+    """A next-page link as a path (with its query) under the client's base URL; another origin is refused."""
+    target, base = urlsplit(link), urlsplit(base_url)
+    if target.scheme and (target.scheme, target.netloc) != (base.scheme, base.netloc):
+        raise MalformedResponseError(f"{where}: the next page's link points at another server ({target.netloc})")
+    path = target.path
+    prefix = base.path.rstrip("/")
+    if prefix and path.startswith(prefix + "/"):
+        path = path[len(prefix) :]
+    return path + (f"?{target.query}" if target.query else "")

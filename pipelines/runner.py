@@ -178,8 +178,9 @@ class LoadSummary:
             found.append(f"warning: {values.total()} {kind}: {common}; stored as served")
         if self.restarted:
             found.append(
-                f"note: {self.restarted} models started training again from an earlier step (retrained under the "
-                "same id): their training-step metrics were replaced with the new run's"
+                f"note: {self.restarted} {self.item}{'s' if self.restarted != 1 else ''} started training again from "
+                "an earlier step (retrained under the same id, or restarted): their stored training metrics were "
+                "replaced with the curve of the last attempt"
             )
         return found
 

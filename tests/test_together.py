@@ -21,7 +21,7 @@ from pipelines.providers.together.simulator import (
     FakeTogetherApi,
     Job,
     World,
-    metric_rows,
+    metric_rows_by_training,
 )
 from pipelines.runner import LoadOptions, LoadSummary, run_load
 from tests.support import NOW, cli
@@ -76,13 +76,18 @@ def nan_safe(value: float | None) -> Any:
 
 
 def expected_metrics(world: World) -> set[tuple[Any, ...]]:
-    """(job, step, metric, value) in long form, the first served row of each (step, metric)."""
+    """(job, step, metric, value) in long form: the curve a job's last attempt left. Each training's rows replace
+    every earlier training's from the step it began at; within one training the first row of a (step, metric)."""
     found: dict[tuple[str, int, str], Any] = {}
     for job in world.listed():
-        for row in metric_rows(job, world.now):
-            for name, value in row.items():
-                if name not in ("timestamp", "train/global_step"):
-                    found.setdefault((job.id, row["train/global_step"], name), nan_safe(float(value)))
+        for training, served in zip(job.trainings, metric_rows_by_training(job, world.now), strict=True):
+            found = {key: value for key, value in found.items() if key[0] != job.id or key[1] < training.first_step}
+            attempt: dict[tuple[str, int, str], Any] = {}
+            for row in served:
+                for name, value in row.items():
+                    if name not in ("timestamp", "train/global_step"):
+                        attempt.setdefault((job.id, row["train/global_step"], name), nan_safe(float(value)))
+            found.update(attempt)
     return {(*key, value) for key, value in found.items()}
 
 

@@ -179,7 +179,7 @@ def test_a_retrained_model_replaces_its_training_curve(fake: Fake) -> None:
     result = cli("run")
     assert result.exit_code == 0, result.stderr
     assert "newest first" not in result.stderr
-    assert "1 models started training again" in result.stderr
+    assert "1 model started training again" in result.stderr
     stored = query(
         "select step_number, metric, value, created_at from cohere_finetuning.training_step_metrics "
         f"where finetuned_model_id = '{model.id}'"

@@ -1,6 +1,9 @@
 -- one row per job: where it is now, when it first reached each step, how its first attempt ended and how long the
 -- queue, set-up (downloads), training and upload took. statuses come from status_intervals (mapped events);
--- training's start and end are event types of their own (training_start, training_complete).
+-- training's start and end are event types of their own (training_start, training_complete). training_seconds is
+-- the time spent training, as phase_intervals measures it: the sum of every training spell (training_start to the
+-- first of training_complete, the next training_start, compression, upload, or the job's end or restart), so that a
+-- restarted job's requeue and second set-up are not counted; null until the job's training has completed.
 with jobs_listed as (
     select
         id as job_id,
@@ -31,6 +34,48 @@ training_events as (
         count(case when lower(type) = 'job_restarted' then 1 end) as restarts
     from job_events
     where created_at is not null
+    group by job_id
+),
+
+training_starts as (
+    select distinct
+        job_id,
+        created_at as started_at
+    from job_events
+    where lower(type) = 'training_start' and created_at is not null
+),
+
+training_stops as (
+    select
+        job_id,
+        created_at
+    from job_events
+    where
+        created_at is not null
+        and lower(type) in (
+            'training_complete', 'training_start', 'model_compressing', 'compressing_model', 'model_uploading',
+            'job_complete', 'job_error', 'job_user_error', 'job_stopped', 'job_restarted'
+        )
+),
+
+training_spells as (
+    select
+        training_starts.job_id,
+        training_starts.started_at,
+        min(training_stops.created_at) as ended_at
+    from training_starts
+    left join training_stops
+        on training_starts.job_id = training_stops.job_id and training_stops.created_at > training_starts.started_at
+    group by training_starts.job_id, training_starts.started_at
+),
+
+training_time as (
+    select
+        job_id,
+        count(*) as spells,
+        count(ended_at) as closed_spells,
+        sum(epoch_us(ended_at) - epoch_us(started_at)) as trained_us
+    from training_spells
     group by job_id
 ),
 
@@ -77,13 +122,17 @@ step_times as (
 step_timings as (
     -- exact elapsed seconds from utc epoch microseconds, whatever the session time zone
     select
-        job_id,
+        step_times.job_id,
         (epoch_us(first_running_at) - epoch_us(first_pending_at)) / 1000000 as queue_seconds,
         (epoch_us(training_started_at) - epoch_us(first_running_at)) / 1000000 as setup_seconds,
-        (epoch_us(training_ended_at) - epoch_us(training_started_at)) / 1000000 as training_seconds,
+        case
+            when training_ended_at is not null and training_time.closed_spells = training_time.spells
+                then training_time.trained_us / 1000000
+        end as training_seconds,
         (epoch_us(first_completed_at) - epoch_us(first_uploading_at)) / 1000000 as upload_seconds,
         (epoch_us(first_completed_at) - epoch_us(first_event_at)) / 1000000 as time_to_complete_seconds
     from step_times
+    left join training_time on step_times.job_id = training_time.job_id
 ),
 
 current_intervals as (

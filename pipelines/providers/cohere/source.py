@@ -234,11 +234,12 @@ def what_to_read(
 ) -> ModelRef:
     """The model with what this run reads of it: events when it changed or is due; metrics likewise (on their own
     schedule, which runs without metrics do not advance), and always while it trains. A queued model that never
-    had metrics has none to read; any other status may (an unspecified one included)."""
+    had metrics and never started (no ``completed_at``) has none to read; any other status may (an unspecified one
+    included)."""
     fingerprint = model.fingerprint
     events = always or rechecks.due(model.id) or not fingerprint or seen.events != fingerprint
     metrics_due = always or (metric_rechecks or rechecks).due(model.id)
-    untrained = model.status == QUEUED and (seen.step is None or seen.step < 0)
+    untrained = model.status == QUEUED and not model.started and (seen.step is None or seen.step < 0)
     metrics = not untrained and (
         model.status == TRAINING or metrics_due or not fingerprint or seen.metrics != fingerprint
     )

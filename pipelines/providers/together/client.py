@@ -1,7 +1,9 @@
 """Together AI's fine-tuning jobs API: the job list, a job, its events and its training metrics.
 
-Nothing is paginated: each endpoint answers with everything it has. Secrets a server might echo back (a W&B key,
-a Hugging Face token) are removed from every job before anything else sees it.
+The API documents no paging: each endpoint answers with everything it has. A server that pages anyway is followed
+through every marker known (see :func:`pipelines.http.next_page`), so a job's events and metrics are read whole.
+Secrets a server might echo back (a W&B key, a Hugging Face token) are removed from every job before anything else
+sees it.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from pipelines.http import ApiClient, checked_id, objects
+from pipelines.http import ApiClient, checked_id
 
 JOBS_PATH = "/v1/fine-tunes"
 # request-only secrets of the API (3.x: wandb_key; 1.x: wandb_api_key; hf_api_token), and any other api key
@@ -23,11 +25,8 @@ class TogetherClient(ApiClient):
 
     async def list_jobs(self) -> list[dict[str, Any]]:
         """Every fine-tuning job, as listed (without events), secrets removed."""
-        body = await self.get_json(JOBS_PATH, {}, "the job list")
-        return [
-            checked_id(scrub(job), "the job list", "job")
-            for job in objects(body, "data", "the job list", null_is_empty=True)
-        ]
+        listed = await self.every_page(JOBS_PATH, {}, "data", "the job list", null_is_empty=True)
+        return [checked_id(scrub(job), "the job list", "job") for job in listed]
 
     async def get_job(self, job_id: str) -> dict[str, Any]:
         """One job, secrets removed; NotFoundError on 404."""
@@ -37,15 +36,13 @@ class TogetherClient(ApiClient):
     async def events(self, job_id: str) -> list[dict[str, Any]]:
         """Every event of a job, in the order served (oldest first, as the API documents)."""
         where = f"events of job {job_id}"
-        body = await self.get_json(f"{JOBS_PATH}/{quote(job_id, safe='')}/events", {}, where)
-        return objects(body, "data", where, null_is_empty=True)
+        return await self.every_page(f"{JOBS_PATH}/{quote(job_id, safe='')}/events", {}, "data", where, True)
 
     async def metrics(self, job_id: str, step_from: int | None = None) -> list[dict[str, Any]]:
         """A job's training metric rows, from ``step_from`` (inclusive) on; the API's null is no rows."""
         where = f"training metrics of job {job_id}"
         params = {} if step_from is None else {"global_step_from": step_from}
-        body = await self.get_json(f"{JOBS_PATH}/{quote(job_id, safe='')}/metrics", params, where)
-        return objects(body, "metrics", where, null_is_empty=True)
+        return await self.every_page(f"{JOBS_PATH}/{quote(job_id, safe='')}/metrics", params, "metrics", where, True)
 
 
 def scrub(value: Any) -> Any:

@@ -67,6 +67,36 @@ KNOWN_TYPES = frozenset(
     }
 )
 KNOWN_STATUSES = frozenset(STATUS_ORDER)
+RESTART_TYPE = "job_restarted"
+# An error and a restart of one instant are one thing: the node failed and the job was requeued. The error begins no
+# status then (sql/together/status_events.sql), so the job reads as restarted, not failed.
+ABSORBED_BY_RESTART = "job_error"
+# What the job list may say while the events end in another status: pending -> queued has no event.
+LISTED_AS_MAPPED = {"queued": "pending"}
+
+
+def last_mapped_status(events: list[tuple[int, str, str]]) -> str | None:
+    """The status a job's events end in, as status_intervals orders them: (time µs, type, message) of each timed
+    event; ties within one instant by status rank, then type, then message. None when no event begins a status."""
+    restarts = {moment for moment, kind, _ in events if kind.lower() == RESTART_TYPE}
+    ranked = []
+    for moment, kind, message in events:
+        status = STATUS_OF_TYPE.get(kind.lower())
+        if status is None or (kind.lower() == ABSORBED_BY_RESTART and moment in restarts):
+            continue
+        rank = STATUS_ORDER.index(status) if status in STATUS_ORDER else len(STATUS_ORDER)
+        ranked.append((moment, rank, kind, message or "", status))
+    return max(ranked)[4] if ranked else None
+
+
+def agrees(listed: str, mapped: str | None) -> bool:
+    """Whether a job's listed status is what its events end in (a status the lifecycle does not know agrees)."""
+    listed = listed.lower()
+    if listed not in KNOWN_STATUSES:
+        return True
+    if mapped is None:
+        return listed in ("pending", "queued")
+    return LISTED_AS_MAPPED.get(listed, listed) == LISTED_AS_MAPPED.get(mapped, mapped)
 
 
 def sql_case(mapping: dict[str, str], column: str) -> str:

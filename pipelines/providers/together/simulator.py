@@ -99,6 +99,8 @@ class Training:
     eval_every: int
     diverges: bool
     seed: int
+    first_step: int = 1  # a training resumed from a checkpoint logs from the step after it
+    planned_steps: int = 0  # the steps the job would train to
 
 
 @dataclass
@@ -204,9 +206,11 @@ class JobWriter:
         self.add("training_data_download_complete", "Training data downloaded", after=self.rng.uniform(5, 60))
         self.add("wandb_init", "Weights & Biases run initialised", after=self.rng.uniform(1, 5))
 
-    def train(self, until_step: int | None = None) -> Training:
-        """Training from step 1, epoch by epoch, to the job's last step (or ``until_step``)."""
-        total = self.job.n_epochs * self.rng.choice((20, 40, 60))
+    def train(self, until_step: int | None = None, resume: Training | None = None) -> Training:
+        """Training from step 1 (or from the step after ``resume`` stopped), epoch by epoch, to the job's last step
+        (or ``until_step``)."""
+        total = self.job.n_epochs * self.rng.choice((20, 40, 60)) if resume is None else resume.planned_steps
+        first = 1 if resume is None else resume.total_steps + 1
         last = total if until_step is None else until_step
         start = self.clock + timedelta(seconds=self.rng.uniform(1, 30))
         self.clock = start
@@ -214,17 +218,19 @@ class JobWriter:
         per_epoch = total // self.job.n_epochs
         for epoch in range(1, self.job.n_epochs + 1):
             step = epoch * per_epoch
+            if step < first:
+                continue
             if step > last:
                 break
-            self.clock = start + timedelta(seconds=step * SECONDS_PER_STEP)
+            self.clock = start + timedelta(seconds=(step - first + 1) * SECONDS_PER_STEP)
             self.add("epoch_complete", f"Epoch completed, at step {step}", step=step, total_steps=total)
             if epoch == self.job.n_epochs:
                 # the checkpoint of the last epoch is written in the same instant as the epoch's end
                 self.add("checkpoint_save", f"New checkpoint saved at step {step}", step=step, total_steps=total)
-        self.clock = start + timedelta(seconds=last * SECONDS_PER_STEP)
+        self.clock = start + timedelta(seconds=(last - first + 1) * SECONDS_PER_STEP)
         diverges = self.job.lifecycle == "error"
         training = Training(
-            start, self.clock, last, self.rng.choice((1, 2, 5)), 10, diverges, self.rng.randrange(2**31)
+            start, self.clock, last, self.rng.choice((1, 2, 5)), 10, diverges, self.rng.randrange(2**31), first, total
         )
         self.job.trainings.append(training)
         return training
@@ -239,7 +245,7 @@ class JobWriter:
         self.add("job_complete", f"Job finished at {self.clock:%a %b %d %H:%M:%S UTC %Y}")  # same instant
 
 
-def write_lifecycle(job: Job, rng: random.Random) -> None:
+def write_lifecycle(job: Job, rng: random.Random, resumes: bool = False) -> None:
     writer = JobWriter(job, rng)
     writer.queue()
     kind = job.lifecycle
@@ -272,16 +278,17 @@ def write_lifecycle(job: Job, rng: random.Random) -> None:
         writer.train(until_step=rng.randrange(10, 40))
         writer.add("job_error", "Training failed: loss became NaN", level="error", after=2)
         return
+    aborted = None
     if kind == "restarted":
-        writer.train(until_step=rng.randrange(5, 20))
+        aborted = writer.train(until_step=rng.randrange(5, 20))
         writer.add("job_restarted", "Job restarted after a node failure", level="warning", after=5)
         writer.clock += timedelta(seconds=rng.uniform(120, 1800))
         writer.start()
-    writer.train()
+    writer.train(resume=aborted if resumes else None)
     writer.finish()
 
 
-def make_job(rng: random.Random, index: int, created: datetime, oddities: bool = False) -> Job:
+def make_job(rng: random.Random, index: int, created: datetime, oddities: bool = False, resumes: bool = False) -> Job:
     kinds, weights = zip(*LIFECYCLES, strict=True)
     digest = hashlib.sha1(f"{index}:{rng.random()}".encode()).hexdigest()
     job_id = f"ft-{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
@@ -296,7 +303,7 @@ def make_job(rng: random.Random, index: int, created: datetime, oddities: bool =
         n_epochs=rng.choice((1, 2, 3)),
         lifecycle=rng.choices(kinds, weights)[0],
     )
-    write_lifecycle(job, rng)
+    write_lifecycle(job, rng, resumes)
     if oddities and index % 7 == 3:
         moment = job.events[-1].created_at or job.created_at
         job.events.append(Event("model_evaluating", moment, "Evaluating the model (a type no mapping knows)"))
@@ -310,12 +317,20 @@ def make_job(rng: random.Random, index: int, created: datetime, oddities: bool =
 def metric_rows(job: Job, now: datetime) -> list[dict[str, Any]]:
     """The job's metric rows logged by ``now``, chronological: a train row every few steps, an eval row every
     ``eval_every`` steps (same step, later timestamp). A job that diverges logs NaN losses at its end."""
-    rows: list[dict[str, Any]] = []
+    return [row for rows in metric_rows_by_training(job, now) for row in rows]
+
+
+def metric_rows_by_training(job: Job, now: datetime) -> list[list[dict[str, Any]]]:
+    """:func:`metric_rows`, a list for each training of the job (a restarted job has two)."""
+    trainings: list[list[dict[str, Any]]] = []
     for training in job.trainings:
+        rows: list[dict[str, Any]] = []
+        trainings.append(rows)
         rng = random.Random(training.seed)
         floor = rng.uniform(0.4, 1.1)
-        for step in range(training.logged_every, training.total_steps + 1, training.logged_every):
-            at = training.start + timedelta(seconds=step * SECONDS_PER_STEP)
+        every = training.logged_every
+        for step in range(-(-training.first_step // every) * every, training.total_steps + 1, every):
+            at = training.start + timedelta(seconds=(step - training.first_step + 1) * SECONDS_PER_STEP)
             if at > now:
                 break
             progress = step / max(1, training.total_steps)
@@ -342,7 +357,7 @@ def metric_rows(job: Job, now: datetime) -> list[dict[str, Any]]:
                         "eval/loss": loss + 0.05 if not math.isnan(loss) else loss,
                     }
                 )
-    return rows
+    return trainings
 
 
 class World:
@@ -357,10 +372,15 @@ class World:
         echo_secrets: bool = False,
         spacing: timedelta | None = None,
         ahead: timedelta = timedelta(0),
+        resumes: bool = False,
+        events_lag: timedelta = timedelta(0),
     ) -> None:
         """``jobs`` created over the 90 days before ``now`` (or every ``spacing`` up to ``now``), and over ``ahead``
-        after it: those appear as the clock moves on."""
+        after it: those appear as the clock moves on. ``resumes``: a restarted job resumes from its checkpoint
+        (logging no step again) instead of training again from step 1. ``events_lag``: the events endpoint shows
+        events that old and older only, while the job list is up to date (the list runs ahead of the events)."""
         self.now = now or datetime.now(UTC)
+        self.events_lag = events_lag
         self.lock = threading.RLock()
         self.jobs: dict[str, Job] = {}
         first = self.now - timedelta(days=90)
@@ -371,7 +391,7 @@ class World:
             else:
                 span = (self.now + ahead - first).total_seconds() - 600
                 created = first + timedelta(seconds=rng.uniform(0, span))
-            self.add(make_job(rng, index, created, oddities), echo_secrets)
+            self.add(make_job(rng, index, created, oddities, resumes), echo_secrets)
 
     @classmethod
     def timeline(cls, seed: int = 7, jobs: int = 60, now: datetime | None = None) -> World:
@@ -408,7 +428,7 @@ class World:
 
     def events_of(self, job_id: str) -> list[Event]:
         with self.lock:
-            return self.jobs[job_id].visible(self.now)
+            return self.jobs[job_id].visible(self.now - self.events_lag)
 
     def metrics_of(self, job_id: str) -> list[dict[str, Any]]:
         with self.lock:
@@ -458,7 +478,13 @@ class FakeTogetherApi:
         announce_simulated: bool = True,
         latency_ms: float = 0.0,
         stall_seconds: float = 5.0,
+        page_size: int = 0,
+        paging: str = "cursor",
     ) -> None:
+        """``page_size`` > 0 pages the events and metrics answers (the real API does not): ``paging`` "cursor"
+        (``has_more`` and ``next_cursor``, asked back as ``cursor``), "link" (a ``next`` link), or "bare"
+        (``has_more`` alone: no way to ask for the rest)."""
+        self.page_size, self.paging = page_size, paging
         self.world = world
         self.api_key = api_key
         self.announce_simulated = announce_simulated
@@ -532,10 +558,10 @@ class FakeTogetherApi:
             return body
         if rest == ["events"]:
             self.count("list_events")
-            return {"data": [event.to_json() for event in self.world.events_of(job_id)]}
+            return self.paged("data", [event.to_json() for event in self.world.events_of(job_id)], path, query)
         if rest == ["metrics"]:
             self.count("list_metrics")
-            return {"metrics": self.metrics(job_id, query)}
+            return self.paged("metrics", self.metrics(job_id, query), path, query)
         if rest == ["checkpoints"]:
             self.count("list_checkpoints")
             return {"data": checkpoints(body)}
@@ -551,6 +577,20 @@ class FakeTogetherApi:
             for row in rows
             if (low is None or row["train/global_step"] >= low) and (high is None or row["train/global_step"] <= high)
         ]
+
+    def paged(self, key: str, items: list[dict[str, Any]] | None, path: str, query: dict[str, str]) -> Any:
+        """``{key: items}``, or one page of them when paging is on."""
+        if not self.page_size or items is None:
+            return {key: items}
+        offset = int(query.get("cursor") or query.get("offset") or 0)
+        page = items[offset : offset + self.page_size]
+        body: dict[str, Any] = {key: page, "has_more": offset + self.page_size < len(items)}
+        if body["has_more"] and self.paging == "cursor":
+            body["next_cursor"] = str(offset + self.page_size)
+        elif body["has_more"] and self.paging == "link":
+            rest = "&".join(f"{name}={value}" for name, value in query.items() if name != "offset")
+            body["next"] = f"{path}?offset={offset + self.page_size}" + (f"&{rest}" if rest else "")
+        return body
 
     def control(self, path: str, query: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
         """``/_simulator/stats``, ``/_simulator/advance?seconds=N`` and ``/_simulator/reset-stats``."""

@@ -6,6 +6,13 @@ event), or its rolling re-check is due (:mod:`pipelines.changes`). The events en
 events, which carry no id: each is stored once under a key made of (job_id, created_at, type, message, step), so a
 NULL step matches a NULL step. Metrics are asked for from the highest stored step on, that step included (its eval
 row may come later), and stored long: one row per (job_id, step, metric).
+
+A restarted job trains again, from step 1 or from a checkpoint. Its metrics are the curve its last attempt left:
+at each step the value of the newest attempt that reached it (see :func:`final_curve`). A restart is seen in the
+job's events (a new ``job_restarted``: its events are read first, in the same run) or in the metrics served (a step
+logged again, or the stored highest step served with a later time); the whole listing is then read again and the
+load replaces the job's stored rows (runner.replace_restarted). A job whose events end in another status than the
+list gives is not marked as read, so the next run reads it again (the list can run ahead of the events).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import asyncio
 import hashlib
 import math
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import dlt
@@ -36,7 +44,14 @@ from pipelines.extract import (
 )
 from pipelines.http import ClientSettings, MalformedResponseError
 from pipelines.providers.together.client import TogetherClient
-from pipelines.providers.together.lifecycle import KNOWN_STATUSES, KNOWN_TYPES, TERMINAL
+from pipelines.providers.together.lifecycle import (
+    KNOWN_STATUSES,
+    KNOWN_TYPES,
+    RESTART_TYPE,
+    TERMINAL,
+    agrees,
+    last_mapped_status,
+)
 
 SOURCE_NAME = "together_finetuning"
 STEP, TIMESTAMP = "train/global_step", "timestamp"
@@ -47,6 +62,14 @@ UNKNOWN_TYPE = "events of a type the status mapping does not know"
 UNTIMED = "events without created_at (stored with no time, left out of the status views)"
 UNKNOWN_STATUS = "jobs with a status the lifecycle does not know"
 STEPLESS = "metric rows without train/global_step (not stored)"
+# an eval row repeats its train row's epoch (and every row has these two): no new attempt
+REPEATED_BY_DESIGN = frozenset({"train/epoch", STEP, TIMESTAMP})
+LAGGING = "lagging"  # source state: job id -> runs in a row whose events ended in another status than the list's
+LAG_WARN_RUNS = 3
+LAGGING_JOBS = (
+    f"jobs whose events have ended in another status than the job list's for {LAG_WARN_RUNS} runs or more (read "
+    "again on every run until they agree)"
+)
 
 
 # Declared so every column the views use exists even before the API has sent a value for it.
@@ -146,14 +169,26 @@ def together_finetuning(
     run = Extraction(settings, report, recheck_hours, full, ["job_events", *(["training_metrics"] if metrics else [])])
     report = run.report
 
+    handoffs: dict[str, asyncio.Future[Restarts | None]] = {}  # the restarts a job's events show, for its metrics
+    lag: dict[str, Any] = {}
+
     def plan(job: dict[str, Any]) -> ModelRef:
         ref = ModelRef.of(job)
         return what_to_read(ref, run.seen.get(ref.id), run.rechecks, run.metric_rechecks, always=bool(model_ids))
+
+    def hand_over(refs: list[ModelRef]) -> None:
+        loop = asyncio.get_running_loop()
+        for ref in refs:
+            if ref.events and ref.metrics and metrics:
+                handoffs[ref.id] = loop.create_future()
 
     @dlt.resource(name="jobs", write_disposition="merge", primary_key="id", columns=JOB_COLUMNS)
     async def jobs() -> AsyncIterator[list[dict[str, Any]]]:
         state = dlt.current.source_state()
         run.begin_listing(state, based_on, "job_events")
+        state["restarted"] = report.restarted  # replaced before the package loads: see runner.replace_restarted
+        lag.update(state.setdefault(LAGGING, {}))
+        state[LAGGING] = lag
         try:
             async with run.client(TogetherClient) as api:
                 listed = await listed_jobs(api, model_ids, report)
@@ -164,7 +199,9 @@ def together_finetuning(
                     status = str(job.get("status") or "")
                     if status.lower() not in KNOWN_STATUSES:
                         report.odd(UNKNOWN_STATUS, status or "(none)")
-                run.publish([plan(job) for job in listed])
+                refs = [plan(job) for job in listed]
+                hand_over(refs)
+                run.publish(refs)
                 if listed:
                     yield listed
             run.end_listing(state, complete=not model_ids, metrics=metrics)  # every job listed, each due read
@@ -179,11 +216,31 @@ def together_finetuning(
     )
     async def job_events() -> AsyncIterator[pa.Table]:
         async def fetch(api: TogetherClient, job: ModelRef, out: asyncio.Queue[pa.Table | None]) -> None:
-            served = await api.events(job.id)
-            table, newest = events_table(job.id, served, f"events of job {job.id}", report)
-            if table.num_rows:
-                await out.put(table)
-            run.seen.update(job.id, cursor=newest, events=job.fingerprint)
+            restarts: Restarts | None = None
+            try:
+                served = await api.events(job.id)
+                table, newest = events_table(job.id, served, f"events of job {job.id}", report)
+                timed = timed_events(table)
+                restarts = Restarts(tuple(sorted({at for at, kind, _ in timed if kind.lower() == RESTART_TYPE})))
+                if table.num_rows:
+                    await out.put(table)
+            finally:
+                handoff = handoffs.get(job.id)
+                if handoff is not None and not handoff.done():
+                    handoff.set_result(restarts)
+            in_step = agrees(job.status, last_mapped_status(timed))
+            run.seen.update(job.id, cursor=newest, events=job.fingerprint if in_step else "")
+            note_lag(job, in_step, timed)
+
+        def note_lag(job: ModelRef, in_step: bool, timed: list[tuple[int, str, str]]) -> None:
+            """Count the runs in a row in which a job's events lag its listed status; warn once a run past a few."""
+            if in_step:
+                lag.pop(job.id, None)
+                return
+            lag[job.id] = runs = int(lag.get(job.id, 0)) + 1
+            if runs >= LAG_WARN_RUNS:
+                ended = last_mapped_status(timed) or "no status"
+                report.odd(LAGGING_JOBS, f"{job.id} listed {job.status}, events end in {ended}, {runs} runs")
 
         async with run.client(TogetherClient) as api:
             feed, what = run.feeds["job_events"], "events of job"
@@ -199,14 +256,24 @@ def together_finetuning(
     )
     async def training_metrics() -> AsyncIterator[pa.Table]:
         async def fetch(api: TogetherClient, job: ModelRef, out: asyncio.Queue[pa.Table | None]) -> None:
-            stored = run.seen.get(job.id).step
-            step_from = None if stored is None or stored < 0 else stored
-            rows = await api.metrics(job.id, step_from)
-            table, highest = metrics_table(job.id, rows, f"training metrics of job {job.id}", report)
-            if table.num_rows:
-                await out.put(table)
-            best = max(step_from if step_from is not None else -1, -1 if highest is None else highest)
-            run.seen.update(job.id, step=best, metrics=job.fingerprint)
+            handoff = handoffs.get(job.id)
+            restarts = await handoff if handoff is not None else None  # its events are read first, in this run
+            handoffs.pop(job.id, None)
+            seen = run.seen.get(job.id)
+            never_started = job.status.lower() in NOT_STARTED and not job.started and not (restarts and restarts.times)
+            if never_started and (seen.step is None or seen.step < 0):  # nothing to read yet
+                run.seen.update(job.id, step=-1, metrics=job.fingerprint)
+                return
+            curve = await read_metrics(api, job.id, seen, restarts, report)
+            if curve.table.num_rows:
+                await out.put(curve.table)
+            run.seen.update(
+                job.id,
+                step=curve.highest,
+                step_at=curve.highest_at,
+                metrics=job.fingerprint,
+                restarts=len(restarts.times) if restarts is not None else seen.restarts,
+            )
 
         async with run.client(TogetherClient) as api:
             feed, what = run.feeds["training_metrics"], "training metrics of job"
@@ -224,15 +291,15 @@ def what_to_read(
     job: ModelRef, seen: Seen, rechecks: Rechecks, metric_rechecks: Rechecks, always: bool = False
 ) -> ModelRef:
     """The job with what this run reads of it: events and metrics when it is new or changed, under way, or due
-    for its re-check (metrics on their own schedule); a job not started that never had metrics has none to read."""
+    for its re-check (metrics on their own schedule). Whether a job not started has metrics to read is decided when
+    they are due, from its events (a restarted job is queued, yet trained): see the metrics resource."""
     fingerprint = job.fingerprint
     status = job.status.lower()
     under_way = status in UNDER_WAY_READ_EVERY_RUN or (status not in TERMINAL and status not in NOT_STARTED)
     changed = not fingerprint or under_way
     events = always or changed or rechecks.due(job.id) or seen.events != fingerprint
-    untrained = status in NOT_STARTED and (seen.step is None or seen.step < 0)
-    metrics = not untrained and (always or changed or metric_rechecks.due(job.id) or seen.metrics != fingerprint)
-    return ModelRef(job.id, job.status, job.updated_at, events=events, metrics=metrics)
+    metrics = always or changed or metric_rechecks.due(job.id) or seen.metrics != fingerprint
+    return ModelRef(job.id, job.status, job.updated_at, events=events, metrics=metrics, started=job.started)
 
 
 async def listed_jobs(api: TogetherClient, job_ids: Sequence[str] | None, report: RunReport) -> list[dict[str, Any]]:
@@ -302,19 +369,85 @@ def text_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def metrics_table(
-    job_id: str, rows: list[dict[str, Any]], where: str, report: RunReport
-) -> tuple[pa.Table, int | None]:
-    """Metric rows in long form (one row per step and metric, the first served of each kept), and the highest step.
+@dataclass(frozen=True)
+class Restarts:
+    """When a job's events say it restarted (``job_restarted``), in microseconds, oldest first."""
+
+    times: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A job's metrics as stored: the rows, the highest step and when it was last logged, and how many attempts
+    (trainings from a restart on) the rows served came from."""
+
+    table: pa.Table
+    highest: int
+    highest_at: int | None
+    attempts: int = 1
+
+
+def timed_events(table: pa.Table) -> list[tuple[int, str, str]]:
+    """(time µs, type, message) of each event with a time, from an events table."""
+    moments = table.column("created_at").cast(pa.int64()).to_pylist()
+    kinds, messages = table.column("type").to_pylist(), table.column("message").to_pylist()
+    return [
+        (moment, kind, message or "")
+        for moment, kind, message in zip(moments, kinds, messages, strict=True)
+        if moment is not None
+    ]
+
+
+async def read_metrics(
+    api: TogetherClient, job_id: str, seen: Seen, restarts: Restarts | None, report: RunReport
+) -> Curve:
+    """A job's training metrics, from its highest stored step on, or whole when nothing is stored yet or it restarted
+    since (then the load replaces its stored rows: ``report.restarted``)."""
+    where = f"training metrics of job {job_id}"
+    stored = seen.step if seen.step is not None and seen.step >= 0 else None
+    times = restarts.times if restarts is not None else ()
+    restarted = stored is not None and restarts is not None and len(times) > (seen.restarts or 0)
+    if stored is not None and not restarted:
+        rows = await api.metrics(job_id, stored)
+        curve = final_curve(job_id, rows, where, report, times)
+        if curve.attempts == 1 and not logged_again(rows, stored, seen.step_at):
+            top = max(stored, curve.highest)
+            return Curve(curve.table, top, curve.highest_at if top == curve.highest else seen.step_at)
+        restarted = curve.attempts > 1  # else the top step was logged again: read it all to tell
+    curve = final_curve(job_id, await api.metrics(job_id, None), where, report, times)
+    if stored is not None and (restarted or curve.attempts > 1):
+        report.restarted.append(job_id)
+    return curve
+
+
+def logged_again(rows: list[dict[str, Any]], stored: int, stored_at: int | None) -> bool:
+    """Whether the stored highest step (or one below it) is served logged after it was: a new attempt, or a late
+    eval row of that step (telling the two apart needs the whole listing)."""
+    if stored_at is None:
+        return False
+    for row in rows:
+        step, stamp = row.get(STEP), row.get(TIMESTAMP)
+        if isinstance(step, int | float) and step <= stored and type(stamp) is int and stamp // 1000 > stored_at:
+            return True
+    return False
+
+
+def final_curve(
+    job_id: str, rows: list[dict[str, Any]], where: str, report: RunReport, restart_times: Sequence[int] = ()
+) -> Curve:
+    """Metric rows in long form (one row per step and metric) as the job's last attempt left its curve.
 
     ``train/global_step`` is the step, ``timestamp`` (integer nanoseconds) when it was logged; every other key is a
-    metric. NaN and infinities, bare or as strings, are kept as such.
+    metric, NaN and infinities kept. Rows are served oldest first; a new attempt begins where a step goes down, a
+    metric is logged again at its step at another time (an eval row's ``train/epoch`` aside), or a row is logged
+    after a restart the events show. An attempt that trained from step s (:func:`attempt_start`) replaces every
+    earlier value from step s on: trained again from step 1 it replaces the whole curve, resumed from a checkpoint it
+    keeps the steps before it, and one that continues past the last step replaces nothing. Within an attempt the
+    first value served is kept.
     """
-    steps: list[int] = []
-    names: list[str] = []
-    values: list[float | None] = []
-    logged: list[int | None] = []
-    stored: set[tuple[int, str]] = set()
+    attempts: list[list[tuple[int, int | None, dict[str, Any]]]] = [[]]
+    logged_in_attempt: dict[tuple[int, str], int | None] = {}
+    top, restarts_before = None, 0
     for row in rows:
         step = row.get(STEP)
         if isinstance(step, float) and step.is_integer():
@@ -326,25 +459,58 @@ def metrics_table(
             raise MalformedResponseError(f"malformed {STEP} in {where}: {row!r:.120}")
         stamp = row.get(TIMESTAMP)
         logged_us = stamp // 1000 if type(stamp) is int else None
-        for name, value in row.items():
-            if name in (STEP, TIMESTAMP) or (step, name) in stored:
-                continue
-            stored.add((step, name))
-            steps.append(step)
-            names.append(name)
-            values.append(optional_metric(value, name, where))
-            logged.append(logged_us)
+        after = restarts_before if logged_us is None else sum(1 for at in restart_times if at < logged_us)
+        relogged = any(
+            logged_in_attempt[(step, name)] != logged_us
+            for name in row
+            if name not in REPEATED_BY_DESIGN and (step, name) in logged_in_attempt
+        )
+        if attempts[-1] and ((top is not None and step < top) or after > restarts_before or relogged):
+            attempts.append([])
+            logged_in_attempt, top = {}, None
+        restarts_before = max(restarts_before, after)
+        attempts[-1].append((step, logged_us, row))
+        for name in row:
+            logged_in_attempt.setdefault((step, name), logged_us)
+        top = step if top is None else max(top, step)
+    kept: dict[tuple[int, str], tuple[float | None, int | None]] = {}
+    for attempt in attempts:
+        if not attempt:
+            continue
+        begins = attempt_start([step for step, _, _ in attempt])
+        kept = {key: value for key, value in kept.items() if key[0] < begins}
+        values: dict[tuple[int, str], tuple[float | None, int | None]] = {}
+        for step, logged_us, row in attempt:
+            for name, value in row.items():
+                if name not in (STEP, TIMESTAMP) and (step, name) not in values:
+                    values[(step, name)] = (optional_metric(value, name, where), logged_us)
+        kept.update(values)
+    count = sum(1 for attempt in attempts if attempt) or 1
+    keys = sorted(kept)
     table = pa.Table.from_arrays(
         [
-            arrow.repeated(job_id, len(names)),
-            arrow.int64s(steps),
-            arrow.strings(names),
-            arrow.optional_float64s(values),
-            arrow.optional_int64s(logged, arrow.UTC_MICROS),
+            arrow.repeated(job_id, len(keys)),
+            arrow.int64s([step for step, _ in keys]),
+            arrow.strings([name for _, name in keys]),
+            arrow.optional_float64s([kept[key][0] for key in keys]),
+            arrow.optional_int64s([kept[key][1] for key in keys], arrow.UTC_MICROS),
         ],
         schema=METRICS_SCHEMA,
     )
-    return table, max(steps) if steps else None
+    if not keys:
+        return Curve(table, -1, None, count)
+    highest = keys[-1][0]
+    times = [logged for (step, _), (_, logged) in kept.items() if step == highest and logged is not None]
+    return Curve(table, highest, max(times) if times else None, count)
+
+
+def attempt_start(steps: list[int]) -> int:
+    """The step an attempt trained from: 1 when its first logged step is within its logging interval (it trained
+    from scratch), else its first logged step (it resumed from a checkpoint)."""
+    distinct = sorted(set(steps))
+    first = distinct[0]
+    interval = distinct[1] - first if len(distinct) > 1 else first
+    return 1 if first <= max(1, interval) else first
 
 
 def optional_metric(value: Any, name: str, where: str) -> float | None:
