@@ -76,11 +76,14 @@ def nan_safe(value: float | None) -> Any:
 
 
 def expected_metrics(world: World) -> set[tuple[Any, ...]]:
-    """(job, step, metric, value) in long form: the curve a job's last attempt left. Each training's rows replace
-    every earlier training's from the step it began at; within one training the first row of a (step, metric)."""
+    """(job, step, metric, value) in long form: the curve a job's last attempt left. Each training's rows, once it has
+    logged any, replace every earlier training's from the step it began at; within one training the first row of a
+    (step, metric)."""
     found: dict[tuple[str, int, str], Any] = {}
     for job in world.listed():
         for training, served in zip(job.trainings, metric_rows_by_training(job, world.now), strict=True):
+            if not served:
+                continue
             found = {key: value for key, value in found.items() if key[0] != job.id or key[1] < training.first_step}
             attempt: dict[tuple[str, int, str], Any] = {}
             for row in served:
