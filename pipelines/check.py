@@ -113,9 +113,10 @@ def read_figures(
     stale_view, succeeded = lifecycle_module.VIEW_NAMES["stale"], lifecycle_module.SUCCEEDED
     (last,) = con.execute(f"select max(inserted_at) from {schema}._dlt_loads where status = 0").fetchone() or (None,)
     findings.last_load_at = as_utc(last) if last is not None else None
-    findings.models_by_status = dict(
-        con.execute(f"select current_status, count(*) from {schema}.{lifecycle} group by all order by 1").fetchall()
-    )
+    by_status = con.execute(f"select current_status, count(*) from {schema}.{lifecycle} group by all order by 1")
+    findings.models_by_status = {
+        lifecycle_module.NO_STATUS if status is None else status: count for status, count in by_status.fetchall()
+    }
     (findings.stale_models,) = con.execute(f"select count(*) from {schema}.{stale_view}").fetchone() or (0,)
     since = findings.checked_at - timedelta(days=thresholds.window_days)
     ready, failed = con.execute(

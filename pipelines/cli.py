@@ -18,7 +18,11 @@ import typer
 from pipelines import config, providers
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_LOCKED = 0, 1, 2, 3, 4
-CHECK_EXIT_CODES = "Exit status: 0 nothing wrong; 1 problems found (a line each); 2 bad usage or no warehouse."
+EXIT_UNJUDGED = 5  # check: the warehouse could not be read (an I/O or warehouse error), so nothing was judged
+CHECK_EXIT_CODES = (
+    "Exit status: 0 nothing wrong; 1 problems found (a line each); 2 bad usage or no warehouse; 5 could not judge "
+    "(the warehouse could not be read: an I/O or database error)."
+)
 EXIT_CODES = (
     "Exit status: 0 success; 1 the load failed; 2 bad usage or configuration; 3 the API refused the key; "
     "4 another run holds the warehouse lock; 130 interrupted (Ctrl-C, SIGINT); 143 terminated (SIGTERM). "
@@ -290,14 +294,21 @@ def run_metrics(path: Path | None, provider: str) -> Iterator[list[Any]]:
     that cannot be written costs a warning line, never the status of the run."""
     done: list[Any] = []
     started = time.time()
+    skipped = False
     try:
         yield done
+    except Exception as error:
+        from pipelines.runner import LockedError, root_cause
+
+        skipped = isinstance(root_cause(error), LockedError)  # another run holds the warehouse: not a failed run
+        raise
     finally:
         if path is not None:
             from pipelines.prometheus import write_run_metrics
 
             try:
-                write_run_metrics(path, provider, done[0] if done else None, time.time() - started, time.time())
+                summary = done[0] if done else None
+                write_run_metrics(path, provider, summary, time.time() - started, time.time(), skipped)
             except OSError as error:
                 say(f"warning: could not write the Prometheus file {path}: {error.strerror or error}", sys.stderr)
 
@@ -434,7 +445,12 @@ def check(
         from pipelines.check import Thresholds, print_check, run_check
 
         thresholds = Thresholds(max_age, stuck_hours, max_failure_rate, window_days, min_resolved)
-        findings = run_check(thresholds, provider=provider)
+        try:
+            findings = run_check(thresholds, provider=provider)
+        except config.ConfigError:
+            raise
+        except Exception as error:  # any other failure to read: not "problems found"
+            finish(f"error: could not judge the warehouse: {one_line(error)}", EXIT_UNJUDGED)
         if prometheus is not None:
             from pipelines.prometheus import write_check_metrics
 

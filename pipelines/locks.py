@@ -14,7 +14,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -65,17 +65,45 @@ def held(folder: Path, mode: int, wait_seconds: float) -> Iterator[bool]:
 def running(folder: Path) -> dict[str, Any] | None:
     """The run that holds the warehouse now, as ``{"pid", "started_at"}``; None when no run is alive.
 
-    Read from the run lock's text without taking the lock (trying it would make a run that starts meanwhile fail);
-    a run clears the text when it ends, and one killed outright leaves a pid that is no longer alive.
+    A run is alive while its lock is held, which is asked of the kernel without taking the lock (trying it would make
+    a run that starts meanwhile fail): ``/proc/locks`` lists the holder of every flock. A pid alone is not trusted:
+    one killed outright leaves its pid in the lock's text, and the system may give that pid to another process.
+    Where the kernel cannot be asked (no ``/proc/locks``), the pid's liveness is all there is.
     """
+    path = folder / RUN_LOCK
     try:
-        text = (folder / RUN_LOCK).read_text(encoding="utf-8").strip()
+        text = path.read_text(encoding="utf-8").strip()
+        inode = os.stat(path).st_ino
     except OSError:
         return None
     match = HOLDER.match(text)
+    holders = flock_holders(inode)
+    if holders is not None:
+        if not holders:
+            return None
+        pid = int(match.group(1)) if match and int(match.group(1)) in holders else holders[0]
+        return {"pid": pid, "started_at": match.group(2) if match else None}
     if not match or not alive(int(match.group(1))):
         return None
     return {"pid": int(match.group(1)), "started_at": match.group(2)}
+
+
+def flock_holders(inode: int) -> list[int] | None:
+    """The pids that hold a flock on the file with this inode, from /proc/locks; None where it cannot be read."""
+    try:
+        with open("/proc/locks", encoding="ascii") as locks:
+            lines = locks.read().splitlines()
+    except OSError:
+        return None
+    holders = []
+    for line in lines:
+        fields = line.split()
+        # 1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF   (a blocked waiter's line has "->" after the number)
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[2] != "->":
+            with suppress(ValueError):
+                if int(fields[5].rsplit(":", 1)[-1]) == inode:
+                    holders.append(int(fields[4]))
+    return holders
 
 
 def alive(pid: int) -> bool:

@@ -25,6 +25,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
+from pathlib import Path
 
 M_MMAP_THRESHOLD = -3  # mallopt's parameter, from glibc's malloc.h
 MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's default, which it would otherwise raise as large blocks are freed
@@ -72,3 +73,44 @@ def imports_out_of_gc() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
+
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+NO_LIMIT = 1 << 60  # cgroup v1 writes "no limit" as a page-rounded 2**63 - 1
+
+
+def cgroup_room_bytes(root: Path = CGROUP_ROOT, membership: Path = Path("/proc/self/cgroup")) -> int | None:
+    """How much more memory this process's cgroups let it use: the least of (limit - usage) over its memory cgroup
+    and every parent, cgroup v2 (``memory.max``, ``memory.current``) or v1 (``memory.limit_in_bytes``,
+    ``memory.usage_in_bytes``); None when no limit applies or none can be read (not Linux, no cgroup mount)."""
+    try:
+        lines = membership.read_text(encoding="ascii").splitlines()
+    except OSError:
+        return None
+    rooms = []
+    for line in lines:
+        hierarchy, controllers, path = [*line.split(":", 2), "", ""][:3]
+        relative = Path(path.lstrip("/"))
+        if hierarchy == "0" and controllers == "":
+            for mount in (root, root / "unified"):
+                rooms += cgroup_rooms(mount, relative, "memory.max", "memory.current")
+        elif "memory" in controllers.split(","):
+            rooms += cgroup_rooms(root / "memory", relative, "memory.limit_in_bytes", "memory.usage_in_bytes")
+    return min(rooms) if rooms else None
+
+
+def cgroup_rooms(mount: Path, relative: Path, limit_file: str, usage_file: str) -> list[int]:
+    """limit - usage of the cgroup at ``mount / relative`` and of each of its parents up to ``mount``."""
+    rooms = []
+    folder = mount / relative
+    while True:
+        try:
+            limit_text = (folder / limit_file).read_text(encoding="ascii").strip()
+            usage = int((folder / usage_file).read_text(encoding="ascii").strip())
+            if limit_text != "max" and int(limit_text) < NO_LIMIT:
+                rooms.append(max(0, int(limit_text) - usage))
+        except (OSError, ValueError):
+            pass
+        if folder == mount or folder == folder.parent:
+            return rooms
+        folder = folder.parent

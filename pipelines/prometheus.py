@@ -1,9 +1,12 @@
 """``--prometheus FILE`` on ``run`` and ``check``: metrics in Prometheus' text format for node_exporter's textfile
 collector, through prometheus_client's registry and ``write_to_textfile`` (written beside FILE, then renamed over it).
 
-Every metric has a ``provider`` label. The ``_total`` counters of ``run`` add up over runs (each run adds its own and
-keeps what the file held), and ``cohere_events_last_success_timestamp_seconds`` is kept across failed runs, so that a
-failing cron job shows as a growing age, not as a missing series.
+Every metric has a ``provider`` label, and one file may serve every provider and both commands: what a write does
+not set itself (another provider's series, or ``check``'s in ``run``'s file) is kept as the file held it. The
+``_total`` counters add up over runs and never go back, and ``cohere_events_last_success_timestamp_seconds`` is kept
+across failed runs (0 before any success, so that "no success for 2 h" fires), so that a failing cron job shows as a
+growing age, not as a missing series. A run refused because another holds the warehouse (exit 4) is a skipped run:
+it counts in ``cohere_events_runs_skipped_total`` and leaves every other series as it was.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics, write_to_textfile
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 PREFIX = "cohere_events_"
@@ -29,15 +33,26 @@ RUN_GAUGES = {
 }
 
 
-def write_run_metrics(path: Path, provider: str, summary: Any, seconds: float, finished_at: float) -> None:
-    """The metrics of one ``run``: ``summary`` is its LoadSummary, or None when it failed."""
+def write_run_metrics(
+    path: Path, provider: str, summary: Any, seconds: float, finished_at: float, skipped: bool = False
+) -> None:
+    """The metrics of one ``run``: ``summary`` is its LoadSummary, or None when it failed; ``skipped`` when it was
+    refused because another run held the warehouse (then only the skip is counted)."""
     registry = CollectorRegistry()
-    previous = read_values(path)
+    families = read_families(path)
+    previous = values_of(families)
+    if skipped:
+        skips = Counter(f"{PREFIX}runs_skipped", "Runs refused because another run held the warehouse", ["provider"],
+                        registry=registry)  # fmt: skip
+        skips.labels(provider).inc(previous.get(("runs_skipped_total", provider), 0.0) + 1)
+        gauge(registry, "last_skipped_timestamp_seconds", "When a run was last refused (another held the warehouse)")\
+            .labels(provider).set(finished_at)  # fmt: skip
+        write_kept(path, registry, families)
+        return
     success = summary is not None
-    last_success = finished_at if success else previous.get(("last_success_timestamp_seconds", provider))
-    gauge(registry, "last_success_timestamp_seconds", "When a run last succeeded, in seconds since the epoch").labels(
-        provider
-    ).set(last_success if last_success is not None else math.nan)
+    last_success = finished_at if success else previous.get(("last_success_timestamp_seconds", provider), 0.0)
+    succeeded_at = gauge(registry, "last_success_timestamp_seconds", "When a run last succeeded (epoch s; 0: never)")
+    succeeded_at.labels(provider).set(last_success)
     gauge(registry, "last_run_success", "Whether the last run succeeded (1) or failed (0)").labels(provider).set(
         int(success)
     )
@@ -49,19 +64,23 @@ def write_run_metrics(path: Path, provider: str, summary: Any, seconds: float, f
         counter.labels(provider).inc(before + added)  # a fresh registry's counter starts at 0: this is the sum
     for name, (help_text, attribute) in RUN_GAUGES.items():
         gauge(registry, name, help_text).labels(provider).set(getattr(summary, attribute) if success else 0)
-    write_to_textfile(str(path), registry)
+    write_kept(path, registry, families)
 
 
 def write_check_metrics(path: Path, findings: Any) -> None:
     """The metrics of one ``check`` (its Findings)."""
+    from pipelines import config
+
     registry = CollectorRegistry()
     provider = findings.provider
-    models = Gauge(f"{PREFIX}models", "Models by current status", ["provider", "current_status"], registry=registry)
+    chosen, lifecycle = config.provider(provider), config.provider(provider).module("lifecycle")
+    items = chosen.items.capitalize()
+    models = Gauge(f"{PREFIX}models", f"{items} by current status", ["provider", "current_status"], registry=registry)
     for status, count in findings.models_by_status.items():
-        models.labels(provider, status).set(count)
-    gauge(registry, "stale_models", "Models stuck in QUEUED, FINETUNING or DEPLOYING_API over 48 hours").labels(
-        provider
-    ).set(findings.stale_models)
+        models.labels(provider, lifecycle.NO_STATUS if status is None else status).set(count)
+    under_way = ", ".join(lifecycle.UNDER_WAY[:-1]) + " or " + lifecycle.UNDER_WAY[-1]
+    stale = gauge(registry, "stale_models", f"{items} stuck in {under_way} over 48 hours ({provider})")
+    stale.labels(provider).set(findings.stale_models)
     window = findings.window
     for name, key, help_text in (
         ("failure_rate", "failure_rate", "Failed / resolved models first seen within the check's window"),
@@ -78,7 +97,7 @@ def write_check_metrics(path: Path, findings: Any) -> None:
         math.nan if age is None else age
     )
     gauge(registry, "check_problems", "Problems the last check found").labels(provider).set(len(findings.problems))
-    write_to_textfile(str(path), registry)
+    write_kept(path, registry, read_families(path))
 
 
 def gauge(registry: CollectorRegistry, name: str, help_text: str) -> Gauge:
@@ -86,18 +105,55 @@ def gauge(registry: CollectorRegistry, name: str, help_text: str) -> Gauge:
     return Gauge(f"{PREFIX}{name}", help_text, ["provider"], registry=registry)
 
 
-def read_values(path: Path) -> dict[tuple[str, str], float]:
-    """(metric name without the prefix, provider) -> value, from an earlier file; empty when there is none."""
+class Kept:
+    """The series of an earlier file that this write does not set: re-emitted as they were."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
+
+
+def write_kept(path: Path, registry: CollectorRegistry, families: list[Metric]) -> None:
+    """Write ``registry`` to ``path`` with every series of the earlier file it does not set itself."""
+    own = {metric.name: metric for metric in registry.collect()}
+    written = {(sample.name, tuple(sorted(sample.labels.items()))) for metric in own.values()
+               for sample in metric.samples}  # fmt: skip
+    for family in families:
+        samples = [s for s in family.samples if (s.name, tuple(sorted(s.labels.items()))) not in written]
+        if family.name in own:  # the same metric with other labels (another provider): beside this write's
+            own[family.name].samples.extend(samples)
+        elif samples:
+            own[family.name] = with_samples(family, samples)
+    merged = CollectorRegistry()
+    merged.register(Kept(list(own.values())))
+    write_to_textfile(str(path), merged)
+
+
+def with_samples(family: Metric, samples: list[Any]) -> Metric:
+    copy = Metric(family.name, family.documentation, family.type, family.unit)
+    copy.samples = list(samples)
+    return copy
+
+
+def read_families(path: Path) -> list[Metric]:
+    """Our metric families of an earlier file; none when there is none, or it is damaged or someone else's."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError:
-        return {}
-    values: dict[tuple[str, str], float] = {}
+        return []
     try:
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name.startswith(PREFIX) and not math.isnan(sample.value):
-                    values[(sample.name.removeprefix(PREFIX), sample.labels.get("provider", ""))] = sample.value
-    except ValueError:  # not our file, or damaged: start again
-        return {}
+        return [family for family in text_string_to_metric_families(text) if family.name.startswith(PREFIX)]
+    except ValueError:
+        return []
+
+
+def values_of(families: list[Metric]) -> dict[tuple[str, str], float]:
+    """(metric name without the prefix, provider) -> value, from an earlier file's families."""
+    values: dict[tuple[str, str], float] = {}
+    for family in families:
+        for sample in family.samples:
+            if not math.isnan(sample.value):
+                values[(sample.name.removeprefix(PREFIX), sample.labels.get("provider", ""))] = sample.value
     return values

@@ -32,7 +32,7 @@ from pipelines import config, locks, providers
 from pipelines.changes import DEFAULT_RECHECK_HOURS
 from pipelines.extract import MixedOriginError, RunReport
 from pipelines.http import ApiError
-from pipelines.memory import fix_mmap_threshold, imports_out_of_gc, release_free_memory
+from pipelines.memory import cgroup_room_bytes, fix_mmap_threshold, imports_out_of_gc, release_free_memory
 from pipelines.providers import Provider, provider_of
 from pipelines.warehouse_state import trust_the_warehouse, warehouse_state_hash
 
@@ -277,9 +277,31 @@ def user_memory_limit() -> bool:
     return "memory_limit" in configured_duckdb()
 
 
+def room_mb() -> int | None:
+    """What this process may still use, in MB: the machine's available memory, bounded by its container's cgroup
+    limit; None when neither can be read."""
+    available_kb = 0
+    with suppress(OSError, ValueError, IndexError, StopIteration), open("/proc/meminfo", encoding="ascii") as meminfo:
+        available_kb = next(int(line.split()[1]) for line in meminfo if line.startswith("MemAvailable:"))
+    cgroup = cgroup_room_bytes()
+    rooms = [value for value in (available_kb // 1024 if available_kb else None,
+                                 None if cgroup is None else cgroup // (1 << 20)) if value is not None]  # fmt: skip
+    return min(rooms) if rooms else None
+
+
+def bounded_cap_mb(cap_mb: int) -> int:
+    """``cap_mb``, but at most half of what the container lets this process still use (DuckDB then spills to disk
+    instead of the kernel killing the load), and never under DUCKDB_MEMORY_LIMIT_MB / 2."""
+    room = room_mb()
+    return cap_mb if room is None else max(DUCKDB_MEMORY_LIMIT_MB // 2, min(cap_mb, room // 2))
+
+
 def roomier_cap_mb() -> int:
     """A cap for loading again after DuckDB ran out of memory: half of what the machine has available now, at least
-    DUCKDB_RETRY_MIN_MB."""
+    DUCKDB_RETRY_MIN_MB; never more than half of what the container's cgroup limit leaves."""
+    cgroup = cgroup_room_bytes()
+    if cgroup is not None:
+        return bounded_cap_mb(max(DUCKDB_RETRY_MIN_MB, cgroup // (1 << 21)))
     available_kb = 0
     with suppress(OSError, ValueError, IndexError, StopIteration), open("/proc/meminfo", encoding="ascii") as meminfo:
         available_kb = next(int(line.split()[1]) for line in meminfo if line.startswith("MemAvailable:"))
@@ -510,6 +532,7 @@ def load_capped(
     whole new curve) replace them: an insert-only merge would keep the old value at every step both runs reached.
     """
     retry = destination == "duckdb" and not user_memory_limit()
+    cap_mb = bounded_cap_mb(cap_mb) if retry else cap_mb
     try:
         with duckdb_memory_cap(destination, cap_mb):
             replace_restarted(pipeline, restarted)  # under the cap too: a delete from a large table is a query
@@ -523,6 +546,11 @@ def load_capped(
         if not retry:  # dlt returns with jobs left when they keep failing in ways it retries
             raise IncompleteLoadError(INCOMPLETE)
     roomier = roomier_cap_mb()
+    if roomier <= cap_mb:
+        raise IncompleteLoadError(
+            f"the load needs more than the {cap_mb} MB of memory that this container leaves DuckDB (cgroup limit); "
+            "raise the container's memory limit or set destination.duckdb.credentials.global_config memory_limit"
+        )
     with duckdb_memory_cap(destination, roomier):
         pipeline.load()
     if pipeline.list_normalized_load_packages():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.support import Fake, cli
@@ -71,7 +72,10 @@ def test_the_environment_is_compiled_once_per_change_in_the_background_and_silen
     first = subprocess.run([script, "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert first.returncode == 0 and first.stderr == ""
     packages = Path(sysconfig.get_paths()["purelib"])
-    assert stamp.read_text() == environment_fingerprint(packages)
+    deadline = time.monotonic() + 240  # one worker: the whole environment takes a while
+    while not stamp.is_file() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert stamp.read_text() == environment_fingerprint(packages)  # written once the compile finished
     again = subprocess.run([script, "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert again.returncode == 0 and again.stderr == ""
     assert stamp.read_text() == environment_fingerprint(packages)
@@ -81,3 +85,24 @@ def test_the_environment_is_compiled_once_per_change_in_the_background_and_silen
     before = environment_fingerprint(fake_packages)
     (fake_packages / "dlt-1.31.0.dist-info").rename(fake_packages / "dlt-1.32.0.dist-info")
     assert environment_fingerprint(fake_packages) != before, "an upgrade is a change"
+
+
+def test_a_killed_compile_leaves_no_stamp_and_the_next_command_compiles_again(tmp_path: Path) -> None:
+    """The stamp is written only after the compile succeeded: one killed midway (systemd ends a oneshot unit's
+    leftovers) is started again by the next command, and it compiles with one worker."""
+    from pipelines.bytecode import compile_when_changed, environment_fingerprint
+
+    packages, stamp = tmp_path / "site-packages", tmp_path / "stamp"
+    (packages / "pkg-1.0.dist-info").mkdir(parents=True)
+    for index in range(3000):
+        (packages / f"module_{index}.py").write_text("".join(f"def f{n}(x):\n    return x + {n}\n" for n in range(50)))
+    killed = compile_when_changed(packages, stamp)
+    assert killed is not None
+    time.sleep(0.3)
+    killed.kill()
+    killed.wait()
+    assert not stamp.exists()
+    again = compile_when_changed(packages, stamp)
+    assert again is not None and again.wait(timeout=240) == 0
+    assert stamp.read_text() == environment_fingerprint(packages)
+    assert compile_when_changed(packages, stamp) is None  # compiled: nothing more to do

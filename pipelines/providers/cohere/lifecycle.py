@@ -16,6 +16,7 @@ STATUS_ORDER = [
     "FAILED",
     "DELETED",
 ]
+NO_STATUS = "UNSPECIFIED"  # a listed model with no event yet has no current status: this word stands for it
 UNDER_WAY = ("QUEUED", "FINETUNING", "DEPLOYING_API")  # a model stuck in one of these for 48 hours is stale
 QUEUE_STATUS, TRAINING_STATUS = "QUEUED", "FINETUNING"
 SUCCEEDED = "ready"  # the first outcome's name for success, and its column in the failure_rates views

@@ -37,6 +37,7 @@ STATUS_ORDER = [
     "completed",
 ]
 TERMINAL = ("completed", "error", "user_error", "cancelled")
+NO_STATUS = "unknown"  # a listed job with no mapped event yet has no current status: this word stands for it
 UNDER_WAY = ("pending", "queued", "running", "compressing", "uploading", "cancel_requested")
 QUEUE_STATUS, TRAINING_STATUS = "pending", "running"
 SUCCEEDED = "succeeded"
