@@ -184,7 +184,7 @@ FINAL_METRICS = ("train/loss", "eval/loss")
 TIMING_LABELS = {  # job_lifecycle's step timings, as the HTML report names them
     "queue_seconds": "queue (pending → running)",
     "setup_seconds": "set-up: downloads (running → training_start)",
-    "training_seconds": "training (training_start → training_complete)",
+    "training_seconds": "training (every training spell; a restart's requeue and set-up apart)",
     "upload_seconds": "upload (compressing or uploading → completed)",
     "time_to_complete_seconds": "first event → completed",
 }
