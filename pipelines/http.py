@@ -177,10 +177,9 @@ class ApiClient:
         :func:`next_page`). An answer that says there is more with no way to ask raises IncompleteAnswerError, so a
         listing is had whole or not at all; a marker that repeats is a MalformedResponseError, not a loop."""
         items: list[dict[str, Any]] = []
-        asked: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         query = dict(params)
         number = 1
-        asked.add((path, tuple(sorted((name, str(value)) for name, value in query.items()))))
+        asked = {page_marker(path, query)}
         while True:
             body = await self.get_json(path, query, where if number == 1 else f"{where}, page {number}")
             page = objects(body, key, where, null_is_empty)
@@ -193,7 +192,7 @@ class ApiClient:
                 path, query = link.path, dict(parse_qsl(link.query, keep_blank_values=True))
             else:
                 query = {**params, **following}
-            marker = (path, tuple(sorted((name, str(value)) for name, value in query.items())))
+            marker = page_marker(path, query)
             if marker in asked:
                 raise MalformedResponseError(f"{where}: the API pointed at page {number} again (a paging loop)")
             asked.add(marker)
@@ -404,6 +403,11 @@ def next_page(body: dict[str, Any], items: list[dict[str, Any]], base_url: str, 
         f"{where}: the API says there is more (has_more) but gives no cursor, token or link to ask for it; "
         "nothing of it was stored"
     )
+
+
+def page_marker(path: str, query: dict[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """What a page request asks for, comparable: a listing that asks for the same page twice is looping."""
+    return path, tuple(sorted((name, str(value)) for name, value in query.items()))
 
 
 LINK = "\0link"  # a next_page query that is a whole path and query of its own

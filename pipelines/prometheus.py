@@ -42,11 +42,11 @@ def write_run_metrics(
     families = read_families(path)
     previous = values_of(families)
     if skipped:
-        skips = Counter(f"{PREFIX}runs_skipped", "Runs refused because another run held the warehouse", ["provider"],
-                        registry=registry)  # fmt: skip
+        help_text = "Runs refused because another run held the warehouse"
+        skips = Counter(f"{PREFIX}runs_skipped", help_text, ["provider"], registry=registry)
         skips.labels(provider).inc(previous.get(("runs_skipped_total", provider), 0.0) + 1)
-        gauge(registry, "last_skipped_timestamp_seconds", "When a run was last refused (another held the warehouse)")\
-            .labels(provider).set(finished_at)  # fmt: skip
+        skipped_at = gauge(registry, "last_skipped_timestamp_seconds", "When a run was last refused (epoch s)")
+        skipped_at.labels(provider).set(finished_at)
         write_kept(path, registry, families)
         return
     success = summary is not None
@@ -73,11 +73,11 @@ def write_check_metrics(path: Path, findings: Any) -> None:
 
     registry = CollectorRegistry()
     provider = findings.provider
-    chosen, lifecycle = config.provider(provider), config.provider(provider).module("lifecycle")
-    items = chosen.items.capitalize()
+    chosen = config.provider(provider)
+    lifecycle, items = chosen.module("lifecycle"), chosen.items.capitalize()
     models = Gauge(f"{PREFIX}models", f"{items} by current status", ["provider", "current_status"], registry=registry)
-    for status, count in findings.models_by_status.items():
-        models.labels(provider, lifecycle.NO_STATUS if status is None else status).set(count)
+    for status, count in findings.models_by_status.items():  # check names a missing status in the provider's words
+        models.labels(provider, status).set(count)
     under_way = ", ".join(lifecycle.UNDER_WAY[:-1]) + " or " + lifecycle.UNDER_WAY[-1]
     stale = gauge(registry, "stale_models", f"{items} stuck in {under_way} over 48 hours ({provider})")
     stale.labels(provider).set(findings.stale_models)

@@ -277,15 +277,22 @@ def user_memory_limit() -> bool:
     return "memory_limit" in configured_duckdb()
 
 
-def room_mb() -> int | None:
-    """What this process may still use, in MB: the machine's available memory, bounded by its container's cgroup
-    limit; None when neither can be read."""
+def available_mb() -> int | None:
+    """The machine's available memory now, in MB (``MemAvailable``, else the free pages); None when unknown."""
     available_kb = 0
     with suppress(OSError, ValueError, IndexError, StopIteration), open("/proc/meminfo", encoding="ascii") as meminfo:
         available_kb = next(int(line.split()[1]) for line in meminfo if line.startswith("MemAvailable:"))
+    if not available_kb:
+        with suppress(OSError, ValueError, AttributeError):
+            available_kb = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 1024
+    return available_kb // 1024 if available_kb else None
+
+
+def room_mb() -> int | None:
+    """What this process may still use, in MB: the machine's available memory, bounded by its container's cgroup
+    limit; None when neither can be read."""
     cgroup = cgroup_room_bytes()
-    rooms = [value for value in (available_kb // 1024 if available_kb else None,
-                                 None if cgroup is None else cgroup // (1 << 20)) if value is not None]  # fmt: skip
+    rooms = [room for room in (available_mb(), None if cgroup is None else cgroup >> 20) if room is not None]
     return min(rooms) if rooms else None
 
 
@@ -299,16 +306,8 @@ def bounded_cap_mb(cap_mb: int) -> int:
 def roomier_cap_mb() -> int:
     """A cap for loading again after DuckDB ran out of memory: half of what the machine has available now, at least
     DUCKDB_RETRY_MIN_MB; never more than half of what the container's cgroup limit leaves."""
-    cgroup = cgroup_room_bytes()
-    if cgroup is not None:
-        return bounded_cap_mb(max(DUCKDB_RETRY_MIN_MB, cgroup // (1 << 21)))
-    available_kb = 0
-    with suppress(OSError, ValueError, IndexError, StopIteration), open("/proc/meminfo", encoding="ascii") as meminfo:
-        available_kb = next(int(line.split()[1]) for line in meminfo if line.startswith("MemAvailable:"))
-    if not available_kb:
-        with suppress(OSError, ValueError, AttributeError):
-            available_kb = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 1024
-    return max(DUCKDB_RETRY_MIN_MB, available_kb // 2048)
+    cap_mb = max(DUCKDB_RETRY_MIN_MB, (available_mb() or 0) // 2)
+    return cap_mb if cgroup_room_bytes() is None else bounded_cap_mb(cap_mb)
 
 
 def out_of_memory(error: BaseException) -> bool:

@@ -228,19 +228,21 @@ def together_finetuning(
                 handoff = handoffs.get(job.id)
                 if handoff is not None and not handoff.done():
                     handoff.set_result(restarts)
-            in_step = agrees(job.status, last_mapped_status(timed))
+            ended = last_mapped_status(timed)
+            in_step = agrees(job.status, ended)
             run.seen.update(job.id, cursor=newest, events=job.fingerprint if in_step else "")
-            note_lag(job, in_step, timed)
+            note_lag(job, in_step, ended)
 
-        def note_lag(job: ModelRef, in_step: bool, timed: list[tuple[int, str, str]]) -> None:
+        def note_lag(job: ModelRef, in_step: bool, ended: str | None) -> None:
             """Count the runs in a row in which a job's events lag its listed status; warn once a run past a few."""
             if in_step:
                 lag.pop(job.id, None)
                 return
             lag[job.id] = runs = int(lag.get(job.id, 0)) + 1
             if runs >= LAG_WARN_RUNS:
-                ended = last_mapped_status(timed) or "no status"
-                report.odd(LAGGING_JOBS, f"{job.id} listed {job.status}, events end in {ended}, {runs} runs")
+                report.odd(
+                    LAGGING_JOBS, f"{job.id} listed {job.status}, events end in {ended or 'no status'}, {runs} runs"
+                )
 
         async with run.client(TogetherClient) as api:
             feed, what = run.feeds["job_events"], "events of job"
