@@ -22,6 +22,7 @@ RUN_LOCK = "run.lock"
 READERS_LOCK = "readers.lock"
 WAIT_SECONDS = 120.0  # a writer waits this long for readers (and a waiting reader for a writer), then goes ahead
 POLL_SECONDS = 0.05
+HOLDER_TEXT_SECONDS = 1.0  # how long `status` waits for a new holder to write who it is
 HOLDER = re.compile(r"^pid (\d+) since (\S+)$")
 
 
@@ -71,18 +72,23 @@ def running(folder: Path) -> dict[str, Any] | None:
     Where the kernel cannot be asked (no ``/proc/locks``), the pid's liveness is all there is.
     """
     path = folder / RUN_LOCK
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-        inode = os.stat(path).st_ino
-    except OSError:
-        return None
-    match = HOLDER.match(text)
-    holders = flock_holders(inode)
-    if holders is not None:
+    deadline = time.monotonic() + HOLDER_TEXT_SECONDS
+    while True:
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+            inode = os.stat(path).st_ino
+        except OSError:
+            return None
+        match = HOLDER.match(text)
+        holders = flock_holders(inode)
+        if holders is None:
+            break
         if not holders:
             return None
-        pid = int(match.group(1)) if match and int(match.group(1)) in holders else holders[0]
-        return {"pid": pid, "started_at": match.group(2) if match else None}
+        if match or time.monotonic() >= deadline:
+            pid = int(match.group(1)) if match and int(match.group(1)) in holders else holders[0]
+            return {"pid": pid, "started_at": match.group(2) if match else None}
+        time.sleep(0.01)  # the holder has the lock and is writing its text (or clearing it as it ends): read again
     if not match or not alive(int(match.group(1))):
         return None
     return {"pid": int(match.group(1)), "started_at": match.group(2)}
