@@ -342,7 +342,7 @@ def demo(
             progress=progress,
         )
         with FakeApiServer(simulator.demo_api(models)) as server:
-            summary = run_load(simulator.DEFAULT_API_KEY, server.url, options)
+            summary = run_load(simulator.DEFAULT_API_KEY, server.url + getattr(simulator, "BASE_PATH", ""), options)
         for warning in summary.warnings():
             say(warning, sys.stderr)
         print_report("table")
@@ -509,7 +509,7 @@ def fake_api(
     api_key: Annotated[str, typer.Option("--api-key", help="The key the server accepts.")] = "",
     latency_ms: Annotated[float, typer.Option("--latency-ms", help="Added to every request.")] = 0.0,
     rate_limit: Annotated[
-        int, typer.Option("--rate-limit", help="Server limit in requests per minute; 0: none. Cohere only.")
+        int, typer.Option("--rate-limit", help="Server limit in requests per minute; 0: none. Not Together AI.")
     ] = 0,
     error_rate: Annotated[
         float, typer.Option("--error-rate", help="Share of requests answered 429/500/503. Cohere only.")
@@ -544,7 +544,8 @@ def fake_api(
     count = f"{api.world.size()} {chosen.items}"
     server = FakeApiServer(api, port=port)
     print(f"simulated {chosen.title} API on {server.url} with {count}; use:", flush=True)
-    variables = f"{chosen.base_url_variable}={server.url} {chosen.key_variables[0]}={key}"
+    base_url = server.url + getattr(simulator, "BASE_PATH", "")
+    variables = f"{chosen.base_url_variable}={base_url} {chosen.key_variables[0]}={key}"
     print(
         f"  {variables} cohere-events run" + ("" if chosen.name == providers.DEFAULT else f" --provider {chosen.name}")
     )

@@ -63,15 +63,20 @@ def secret_values() -> list[str]:
 
 
 def base_url(name: str | None = None) -> str:
-    """The provider's base URL, from its SDK's variable (CO_API_URL, TOGETHER_BASE_URL), else its default; for
-    Together AI a base ending in /v1 (the 1.x SDK's) works too."""
+    """The provider's base URL, from its SDK's variable (CO_API_URL, TOGETHER_BASE_URL, OPENAI_BASE_URL,
+    AZURE_OPENAI_ENDPOINT), else its default; for Together AI a base ending in /v1 (the 1.x SDK's) works too, and an
+    Azure endpoint gets /openai/v1 when it lacks it."""
     chosen = provider(name)
     variable = chosen.base_url_variable
     url = (os.environ.get(variable, "").strip() or chosen.default_base_url).rstrip("/")
+    if not url:
+        raise ConfigError(f"no {chosen.title} endpoint: set {variable} (e.g. https://RESOURCE.openai.azure.com)")
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"{variable} must start with http:// or https://, not {url!r}")
     if chosen.strip_suffix and url.endswith(chosen.strip_suffix):
         url = url.removesuffix(chosen.strip_suffix)
+    if chosen.add_suffix and not url.endswith(chosen.add_suffix):
+        url += chosen.add_suffix
     return url
 
 

@@ -11,6 +11,7 @@ import json
 import random
 import ssl
 import urllib.request
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
@@ -126,7 +127,7 @@ class ApiClient:
         self.base_url = settings.base_url.rstrip("/")
         self.headers = httpx.Headers(
             {
-                "Authorization": f"Bearer {settings.api_key}",
+                **self.auth_headers(settings.api_key),
                 "X-Client-Name": CLIENT_NAME,
                 "User-Agent": f"{CLIENT_NAME} (httpx)",
                 "Accept": "application/json",
@@ -135,6 +136,10 @@ class ApiClient:
         )
         timeout = httpx.Timeout(settings.timeout_seconds, connect=min(10.0, settings.timeout_seconds))
         self.extensions = {"timeout": timeout.as_dict()}
+
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        """The headers that carry the key: a bearer token, unless the provider's API wants another."""
+        return {"Authorization": f"Bearer {api_key}"}
 
     async def __aenter__(self) -> Self:
         return self
@@ -173,20 +178,29 @@ class ApiClient:
     async def every_page(
         self, path: str, params: dict[str, Any], key: str, where: str, null_is_empty: bool = False
     ) -> list[dict[str, Any]]:
-        """``key``'s objects of every page of a listing: the first page, then each one its answer points at (see
-        :func:`next_page`). An answer that says there is more with no way to ask raises IncompleteAnswerError, so a
-        listing is had whole or not at all; a marker that repeats is a MalformedResponseError, not a loop."""
+        """``key``'s objects of every page of a listing (see :meth:`each_page`)."""
         items: list[dict[str, Any]] = []
+        async for page in self.each_page(path, params, key, where, null_is_empty):
+            items.extend(page)
+        return items
+
+    async def each_page(
+        self, path: str, params: dict[str, Any], key: str, where: str, null_is_empty: bool = False
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """``key``'s objects of each page of a listing: the first page, then each one its answer points at (see
+        :func:`next_page`), until the last or until the caller stops. An answer that says there is more with no way
+        to ask raises IncompleteAnswerError, so a listing is had whole or not at all; a marker that repeats is a
+        MalformedResponseError, not a loop."""
         query = dict(params)
         number = 1
         asked = {page_marker(path, query)}
         while True:
             body = await self.get_json(path, query, where if number == 1 else f"{where}, page {number}")
             page = objects(body, key, where, null_is_empty)
-            items.extend(page)
             following = next_page(body, page, self.base_url, where)
+            yield page
             if following is None:
-                return items
+                return
             if LINK in following:
                 link = urlsplit(following[LINK])
                 path, query = link.path, dict(parse_qsl(link.query, keep_blank_values=True))

@@ -62,7 +62,7 @@ def view_files(provider: Provider, sql_dir: Path = SQL_DIR) -> list[tuple[str, s
     views are in ``sql/<provider>/``, numbered among them (see :meth:`Provider.view_files`).
     ``sql/<provider>/status_events.sql`` is not a view: it is the ``{{ status_events }}`` of status_intervals.
     """
-    folder = sql_dir / provider.name
+    folder = sql_dir / provider.sql_name
     words = dict(provider.module("lifecycle").VIEW_WORDS)
     if (folder / FRAGMENT).is_file():
         words["status_events"] = render(fragment(folder / FRAGMENT), words, folder / FRAGMENT)

@@ -25,6 +25,12 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "TOGETHER_API_KEY",
         "SOURCES__TOGETHER_FINETUNING__API_KEY",
         "TOGETHER_BASE_URL",
+        "OPENAI_API_KEY",
+        "SOURCES__OPENAI_FINETUNING__API_KEY",
+        "OPENAI_BASE_URL",
+        "AZURE_OPENAI_API_KEY",
+        "SOURCES__AZURE_OPENAI_FINETUNING__API_KEY",
+        "AZURE_OPENAI_ENDPOINT",
     ):
         monkeypatch.delenv(name, raising=False)
     return tmp_path

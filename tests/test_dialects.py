@@ -92,7 +92,7 @@ def test_the_readme_names_exactly_the_checked_destinations() -> None:
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_every_view_translates_strictly_and_calls_only_known_functions(dialect: str, provider: str) -> None:
     views = provider_views(provider)
-    own = [path for path in SQL.glob(f"{provider}/*.sql") if path.name != "status_events.sql"]
+    own = [path for path in SQL.glob(f"{get(provider).sql_name}/*.sql") if path.name != "status_events.sql"]
     assert len(views) == len(list(SQL.glob("*.sql"))) + len(own)
     for name, query in views:
         sql = translate(name, query, dialect)  # raises on anything sqlglot cannot translate

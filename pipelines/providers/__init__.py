@@ -7,11 +7,16 @@
 
 The package's ``__init__.py`` declares ``PROVIDER``, a :class:`Provider`. The core finds providers here by that
 name and never imports one by its name: ``--provider`` takes any package found.
+
+A service that serves another provider's API (Azure OpenAI serves OpenAI's) names that provider as its
+``implementation``: its package holds only what differs (its auth, its source's name, its simulator's paths), every
+other module and its SQL (``sql/<implementation>/``) are that provider's.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import pkgutil
 import re
 from dataclasses import dataclass
@@ -42,14 +47,25 @@ class Provider:
     base_url_variable: str
     default_base_url: str
     strip_suffix: str = ""  # a base URL ending in this (e.g. "/v1") works too: it is removed
+    add_suffix: str = ""  # a base URL without this path (e.g. "/openai/v1") gets it
+    implementation: str = ""  # the provider whose modules and SQL this one shares, where it has none of its own
 
     @property
     def items(self) -> str:
         return f"{self.item}s"
 
+    @property
+    def sql_name(self) -> str:
+        """The folder of its own views under ``sql/``: its implementation's."""
+        return self.implementation or self.name
+
     def module(self, name: str) -> ModuleType:
-        """One of the provider's modules (``client``, ``source``, ``simulator``, ``lifecycle``), imported now."""
-        return importlib.import_module(f"{__name__}.{self.name}.{name}")
+        """One of the provider's modules (``client``, ``source``, ``simulator``, ``lifecycle``), imported now: its
+        own, else its implementation's."""
+        package = self.name
+        if self.implementation and importlib.util.find_spec(f"{__name__}.{self.name}.{name}") is None:
+            package = self.implementation
+        return importlib.import_module(f"{__name__}.{package}.{name}")
 
     def view_files(self, sql_dir: Path = SQL_DIR) -> list[tuple[str, Path, bool]]:
         """(view name, file, shared) of every view of this provider in file-number order: the shared templates in
@@ -57,7 +73,7 @@ class Provider:
         ``sql/<name>/``."""
         renamed: dict[str, str] = getattr(self.module("lifecycle"), "VIEW_NAMES", {})
         files = [(path, True) for path in sql_dir.glob("*.sql")]
-        files += [(path, False) for path in (sql_dir / self.name).glob("*.sql") if path.name != FRAGMENT]
+        files += [(path, False) for path in (sql_dir / self.sql_name).glob("*.sql") if path.name != FRAGMENT]
         views = []
         for path, shared in sorted(files, key=lambda file: file[0].name):
             match = VIEW_FILE.match(path.name)
