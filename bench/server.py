@@ -56,10 +56,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--rate-limit", type=int, default=0, help="server limit in requests per minute")
-    parser.add_argument("--provider", default="cohere", choices=["cohere", "together"])
+    parser.add_argument("--provider", default="cohere", choices=["cohere", "together", "openai"])
     args = parser.parse_args()
     if args.provider == "together":
         serve_together(args.models, args.seed, args.latency_ms)
+        return
+    if args.provider == "openai":
+        serve_openai(args.models, args.seed, args.latency_ms, args.rate_limit)
         return
     world = ListedWorld(models=args.models, seed=args.seed, long_history=args.long_history)
     api = FakeCohereApi(world, latency_ms=args.latency_ms, faults=Faults(rate_limit_rpm=args.rate_limit))
@@ -87,6 +90,17 @@ def serve_together(jobs: int, seed: int, latency_ms: float) -> None:
 
     world = Jobs(jobs=jobs, seed=seed, ahead=timedelta(days=1))
     serve(FakeApiServer(FakeTogetherApi(world, latency_ms=latency_ms)), world.size(), world.event_count())
+
+
+def serve_openai(jobs: int, seed: int, latency_ms: float, rate_limit: int) -> None:
+    """OpenAI's simulated fine-tuning API: ``jobs`` jobs over 90 days and one more (a ninety-first of them arrive as
+    the clock moves on a day), some in flight; the clock moves only when ``/_simulator/advance`` is asked."""
+    from pipelines.providers.openai.simulator import FakeOpenAiApi
+    from pipelines.providers.openai.simulator import World as Jobs
+
+    world = Jobs(jobs=jobs, seed=seed, ahead=timedelta(days=1))
+    api = FakeOpenAiApi(world, latency_ms=latency_ms, rate_limit=rate_limit)
+    serve(FakeApiServer(api), world.size(), world.event_count())
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.run import BENCH, ROOT, SCALE_PEAK_MB, compile_site_packages, measure, ours_command, update_readme
-from pipelines.providers.together.simulator import DEFAULT_API_KEY
+from pipelines import providers
 
 README_START = "<!-- together:start -->"
 README_END = "<!-- together:end -->"
@@ -49,8 +49,9 @@ class Row:
 
 
 @contextmanager
-def together_server(jobs: int) -> Iterator[str]:
-    command = [sys.executable, str(BENCH / "server.py"), "--provider", "together", "--models", str(jobs)]
+def together_server(jobs: int, provider: str = "together", rate_limit: int = 0) -> Iterator[str]:
+    command = [sys.executable, str(BENCH / "server.py"), "--provider", provider, "--models", str(jobs)]
+    command += ["--rate-limit", str(rate_limit)]
     env = dict(os.environ) | {"PYTHONDONTWRITEBYTECODE": "1"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     try:
@@ -66,18 +67,20 @@ def call(url: str, path: str) -> Any:
         return orjson.loads(response.read())
 
 
-def run_once(url: str, workdir: Path, scenario: str, jobs: int) -> Row:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("TOGETHER_", "CO_"))}
+def run_once(url: str, workdir: Path, scenario: str, jobs: int, provider: str = "together", rpm: int = 0) -> Row:
+    chosen = providers.get(provider)
+    simulator = chosen.module("simulator")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("TOGETHER_", "CO_", "OPENAI_"))}
     env |= {
         "PYTHONDONTWRITEBYTECODE": "1",
-        "TOGETHER_BASE_URL": url,
-        "TOGETHER_API_KEY": DEFAULT_API_KEY,
+        chosen.base_url_variable: url + getattr(simulator, "BASE_PATH", ""),
+        chosen.key_variables[0]: simulator.DEFAULT_API_KEY,
         "DLT_DATA_DIR": str(workdir / ".dlt-data"),
         "RUNTIME__LOG_LEVEL": "WARNING",
         "RUNTIME__DLTHUB_TELEMETRY": "false",
     }
     call(url, "/_simulator/reset-stats")
-    command = [*ours_command(), "run", "--provider", "together", "--requests-per-minute", "0", "--quiet"]
+    command = [*ours_command(), "run", "--provider", provider, "--requests-per-minute", str(rpm), "--quiet"]
     seconds, peak, stdout = measure(command, workdir, env)
     stats = call(url, "/_simulator/stats")
     read = stats["by_kind"].get("list_events", 0)
@@ -85,27 +88,30 @@ def run_once(url: str, workdir: Path, scenario: str, jobs: int) -> Row:
     return Row(scenario, jobs, seconds, peak, stats["requests"], read, int(line.split(", ")[1].split()[0]), line)
 
 
-def bench(jobs: int, quiet: bool = False) -> list[Row]:
+def bench(jobs: int, quiet: bool = False, provider: str = "together", rate_limit: int = 0) -> list[Row]:
+    """First, no-change and hour-later runs of ``provider`` over ``jobs`` jobs; with ``rate_limit``, the server
+    allows that many requests a minute and ours is set to the same."""
     rows = []
-    with together_server(jobs) as url, tempfile.TemporaryDirectory(prefix="together-bench-") as scratch:
+    server = together_server(jobs, provider, rate_limit)
+    with server as url, tempfile.TemporaryDirectory(prefix=f"{provider}-bench-") as scratch:
         workdir = Path(scratch)
         for scenario in ("first", "nochange"):
-            rows.append(run_once(url, workdir, f"{scenario}-{jobs}", jobs))
+            rows.append(run_once(url, workdir, f"{scenario}-{jobs}", jobs, provider, rate_limit))
         call(url, "/_simulator/advance?seconds=3600")
-        rows.append(run_once(url, workdir, f"hour-later-{jobs}", jobs))
+        rows.append(run_once(url, workdir, f"hour-later-{jobs}", jobs, provider, rate_limit))
     for row in [] if quiet else rows:
         print(f"  {row.scenario:<16} {row.seconds:6.1f} s {row.peak_mb:6.0f} MB  {row.line}", flush=True)
     return rows
 
 
-def warm_up() -> None:
+def warm_up(provider: str = "together") -> None:
     """Start ours once (its first command after an environment change compiles site-packages in the background:
     pipelines/bytecode.py), compile the same now and wait, then one unmeasured run on a small world: no measured run
     pays for bytecode or a cold file cache."""
     subprocess.run([*ours_command(), "--help"], capture_output=True, check=True)
     compile_site_packages()
     print("warm-up", file=sys.stderr)
-    bench(50, quiet=True)
+    bench(50, quiet=True, provider=provider)
 
 
 def table(rows: list[Row]) -> str:

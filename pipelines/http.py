@@ -6,6 +6,7 @@ A provider's client subclasses :class:`ApiClient` and adds its endpoints; everyt
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import functools
 import json
 import random
@@ -125,6 +126,7 @@ class ApiClient:
         self.pools = [make_pool(connections, tls, proxy) for _ in range(-(-concurrency // connections))]
         self.busy = [0] * len(self.pools)  # requests in flight per pool
         self.base_url = settings.base_url.rstrip("/")
+        self.server_date: str | None = None  # the Date of the last answer: the API's clock
         self.headers = httpx.Headers(
             {
                 **self.auth_headers(settings.api_key),
@@ -236,6 +238,7 @@ class ApiClient:
                 self.busy[pool] -= 1
         if self.stats.simulated is None:
             self.stats.simulated = response.headers.get(SIMULATED_HEADER) == "1"
+        self.server_date = response.headers.get("Date")
         if response.status_code == 200:
             try:
                 return decode_object(response.content, where)
@@ -364,6 +367,20 @@ def parse_retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None  # an HTTP date: fall back to exponential backoff
+
+
+def server_clock_micros(date: str | None) -> int | None:
+    """An answer's ``Date`` header (the server's clock, to the second) as epoch microseconds; None when absent or
+    unreadable."""
+    if not date:
+        return None
+    try:
+        moment = email.utils.parsedate_to_datetime(date)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return int(moment.timestamp()) * 1_000_000
 
 
 def checked_id(item: dict[str, Any], where: str, kind: str) -> dict[str, Any]:

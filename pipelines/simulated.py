@@ -77,6 +77,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The ``Date`` header: the simulated world's clock where the API has one (``clock()``), as a real API's is
+        its own clock."""
+        clock = getattr(self.api, "clock", None)
+        if timestamp is None and clock is not None:
+            timestamp = clock()
+        return super().date_time_string(timestamp)
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
 

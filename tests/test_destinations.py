@@ -101,3 +101,68 @@ def test_together_loads_postgres_with_the_same_views_as_duckdb(
             in_duckdb = sorted(map(normal, duck.execute(sql).fetchall()), key=repr)
             assert in_postgres == in_duckdb, name
             assert in_postgres or name == "stale_jobs", name
+
+
+@pytest.mark.postgres
+def test_openai_loads_postgres_with_the_same_views_as_duckdb(
+    workdir: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenAI's tables and every view, its own included, on a live PostgreSQL server hold what DuckDB's hold."""
+    import math
+    from datetime import timedelta
+
+    import duckdb
+
+    from pipelines.providers.openai.simulator import BASE_PATH, FakeOpenAiApi
+    from pipelines.providers.openai.simulator import DEFAULT_API_KEY as OPENAI_KEY
+    from pipelines.providers.openai.simulator import World as Jobs
+
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", postgres_url)
+    with psycopg2.connect(postgres_url) as con, con.cursor() as cur:
+        cur.execute("drop schema if exists openai_finetuning cascade")
+    world = Jobs(jobs=30, seed=4, now=NOW, oddities=True, spacing=timedelta(minutes=20))
+    with FakeApiServer(FakeOpenAiApi(world)) as server:
+        env = {"OPENAI_BASE_URL": server.url + BASE_PATH, "OPENAI_API_KEY": OPENAI_KEY}
+        for _ in range(2):
+            for destination in ("postgres", "duckdb"):
+                done = cli("run", "--provider", "openai", "--destination", destination, env=env)
+                assert done.exit_code == 0, done.stderr
+            world.advance(2 * 3600)
+    schema = "openai_finetuning"
+    queries = {
+        "job_events": f"select id, job_id, created_at, level, type, message, seq from {schema}.job_events",
+        "training_metrics": f"select job_id, step, metric, value, logged_at from {schema}.training_metrics",
+        "checkpoints": f"select * from {schema}.checkpoints",
+        "status_intervals": "select job_id, interval_seq, status, entered_at, exited_at, n_events, entered_by, "
+        f"case when is_open then null else duration_seconds end from {schema}.status_intervals",
+        "job_lifecycle": "select job_id, current_status, current_since, first_outcome, validation_seconds, "
+        "queue_seconds, training_seconds, time_to_succeed_seconds, created_to_finished_seconds "
+        f"from {schema}.job_lifecycle",
+        "failure_rates": f"select * from {schema}.failure_rates",
+        "failure_rates_weekly": f"select * from {schema}.failure_rates_weekly",
+        "failure_rates_by_base_model": f"select * from {schema}.failure_rates_by_base_model",
+        "status_duration_stats": "select status, closed_intervals, open_intervals, jobs, p50_seconds, p90_seconds "
+        f"from {schema}.status_duration_stats",
+        "training_summary": f"select * from {schema}.training_summary",
+        "stale_jobs": f"select job_id, current_status from {schema}.stale_jobs",
+        "error_codes": f"select * from {schema}.error_codes",
+        "trained_tokens": f"select * from {schema}.trained_tokens",
+    }
+
+    def normal(row: tuple[object, ...]) -> tuple[object, ...]:
+        def one(value: object) -> object:
+            if isinstance(value, float):
+                return "NaN" if math.isnan(value) else round(value, 6)
+            if hasattr(value, "astimezone"):
+                return value.astimezone(UTC)  # type: ignore[attr-defined]
+            return float(round(value, 6)) if type(value).__name__ == "Decimal" else value  # type: ignore[call-overload]
+
+        return tuple(one(value) for value in row)
+
+    with psycopg2.connect(postgres_url) as pg, pg.cursor() as cur, duckdb.connect("cohere_events.duckdb") as duck:
+        for name, sql in queries.items():
+            cur.execute(sql)
+            in_postgres = sorted(map(normal, cur.fetchall()), key=repr)
+            in_duckdb = sorted(map(normal, duck.execute(sql).fetchall()), key=repr)
+            assert in_postgres == in_duckdb, name
+            assert in_postgres or name == "stale_jobs", name

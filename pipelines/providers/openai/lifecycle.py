@@ -65,8 +65,7 @@ def status_of_message(message: str | None) -> str | None:
 def sql_message_case(column: str) -> str:
     """A SQL ``case`` giving the status a message begins (NULL for any other), as :func:`status_of_message`."""
     whens = "\n".join(
-        f"    when lower({column}) like '{prefix}%' then '{status}'"
-        for prefix, status in STATUS_OF_MESSAGE.items()
+        f"    when lower({column}) like '{prefix}%' then '{status}'" for prefix, status in STATUS_OF_MESSAGE.items()
     )
     return f"case\n{whens}\nend"
 

@@ -19,6 +19,7 @@ import math
 import random
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -334,8 +335,10 @@ class World:
         oddities: bool = False,
         echo_secrets: bool = False,
         spacing: timedelta | None = None,
+        ahead: timedelta = timedelta(0),
     ) -> None:
-        """``jobs`` created over the 90 days before ``now`` (or every ``spacing`` up to ``now``)."""
+        """``jobs`` created over the 90 days before ``now`` (or every ``spacing`` up to ``now``), and over ``ahead``
+        after it: those appear as the clock moves on."""
         self.now = whole(now or datetime.now(UTC))
         self.lock = threading.RLock()
         self.jobs: dict[str, Job] = {}
@@ -345,7 +348,7 @@ class World:
             if spacing:
                 created = self.now - spacing * (jobs - index) + timedelta(seconds=rng.uniform(0, 600))
             else:
-                created = first + timedelta(seconds=rng.uniform(0, (self.now - first).total_seconds() - 600))
+                created = first + timedelta(seconds=rng.uniform(0, (self.now + ahead - first).total_seconds() - 600))
             self.add(make_job(rng, index, created, oddities), echo_secrets)
 
     @classmethod
@@ -480,13 +483,22 @@ class FakeOpenAiApi:
             body = {"error": {"message": error.message, "type": error.kind, "param": None, "code": error.code}}
             return error.status, orjson.dumps(body), error.headers
 
+    def clock(self) -> float:
+        """The world's time, served as the ``Date`` header."""
+        return self.world.now.timestamp()
+
     def authenticate(self, headers: dict[str, str]) -> None:
-        given = headers.get(self.key_header, "")
-        expected = f"Bearer {self.api_key}" if self.key_header == "authorization" else self.api_key
-        if given != expected:
-            shown = given.removeprefix("Bearer ")
-            masked = f"{shown[:3]}***{shown[-4:]}" if len(shown) > 8 else "***"
-            raise ApiError(401, f"Incorrect API key provided: {masked}.", "invalid_api_key")
+        """A bearer key, or the key in ``key_header`` (Azure's ``api-key``; Azure's v1 API takes a bearer key too);
+        ``stats.by_kind`` counts which header carried it."""
+        if headers.get("authorization") == f"Bearer {self.api_key}":
+            self.count("auth:bearer")
+            return
+        if self.key_header != "authorization" and headers.get(self.key_header) == self.api_key:
+            self.count(f"auth:{self.key_header}")
+            return
+        shown = (headers.get(self.key_header) or headers.get("authorization") or "").removeprefix("Bearer ")
+        masked = f"{shown[:3]}***{shown[-4:]}" if len(shown) > 8 else "***"
+        raise ApiError(401, f"Incorrect API key provided: {masked}.", "invalid_api_key")
 
     def take_rate_limit_token(self) -> None:
         """A sliding one-minute window of ``rate_limit`` requests, with OpenAI's rate-limit headers."""
@@ -530,8 +542,8 @@ class FakeOpenAiApi:
         if path == base:
             self.count("list_jobs")
             with self.world.lock:
-                jobs = [job_body(job, self.world.now) for job in self.world.listed()]
-            return paged(jobs, query)
+                listed, now = self.world.listed(), self.world.now
+            return paged(listed, query, lambda job: job_body(job, now))
         if not path.startswith(base + "/"):
             raise ApiError(404, "Invalid URL (GET " + path + ")")
         job_id, *rest = path[len(base) + 1 :].split("/")
@@ -545,11 +557,11 @@ class FakeOpenAiApi:
                 return job_body(job, self.world.now)
             if rest == ["events"]:
                 self.count("list_events")
-                return paged([event.to_json() for event in self.world.events_of(job_id)], query)
+                return paged(self.world.events_of(job_id), query, Event.to_json)
             if rest == ["checkpoints"]:
                 self.count("list_checkpoints")
-                found = [checkpoint_body(job, ckpt) for ckpt in self.world.checkpoints_of(job_id)]
-                return paged(found, query, default_limit=10, ends=True)
+                shown = self.world.checkpoints_of(job_id)
+                return paged(shown, query, lambda ckpt: checkpoint_body(job, ckpt), default_limit=10, ends=True)
         raise ApiError(404, "Invalid URL (GET " + path + ")")
 
     def control(self, path: str, query: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
@@ -566,8 +578,15 @@ class FakeOpenAiApi:
         return 404, orjson.dumps({"error": {"message": "Not found"}}), {}
 
 
-def paged(items: list[dict[str, Any]], query: dict[str, str], default_limit: int = LIMIT, ends: bool = False) -> Any:
-    """One page of a newest-first list: ``limit`` items after the item ``after``, and whether there are more."""
+def paged(
+    items: Sequence[Any],
+    query: dict[str, str],
+    body_of: Callable[[Any], dict[str, Any]],
+    default_limit: int = LIMIT,
+    ends: bool = False,
+) -> Any:
+    """One page of a newest-first list: ``limit`` items after the item ``after`` (by id), each as ``body_of`` writes
+    it, and whether there are more."""
     try:
         limit = int(query.get("limit", default_limit))
     except ValueError:
@@ -576,11 +595,10 @@ def paged(items: list[dict[str, Any]], query: dict[str, str], default_limit: int
         raise ApiError(400, f"limit must be between 1 and {MAX_LIMIT}", "invalid_limit")
     start = 0
     if "after" in query:
-        ids = [item["id"] for item in items]
-        if query["after"] not in ids:
+        start = next((index + 1 for index, item in enumerate(items) if item.id == query["after"]), -1)
+        if start < 0:
             raise ApiError(400, f"after {query['after']!r} is not an item of this list", "invalid_after")
-        start = ids.index(query["after"]) + 1
-    page = items[start : start + limit]
+    page = [body_of(item) for item in items[start : start + limit]]
     body: dict[str, Any] = {"object": "list", "data": page, "has_more": start + limit < len(items)}
     if ends:
         body |= {"first_id": page[0]["id"] if page else None, "last_id": page[-1]["id"] if page else None}

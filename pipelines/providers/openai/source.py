@@ -34,7 +34,7 @@ from dlt.sources import DltResource
 from pipelines import arrow, extract
 from pipelines.changes import DEFAULT_RECHECK_HOURS, ModelRef, Seen
 from pipelines.extract import Extraction, RunReport, check_origin, fan_out, named_items, nullable_columns
-from pipelines.http import ClientSettings, MalformedResponseError
+from pipelines.http import ClientSettings, MalformedResponseError, server_clock_micros
 from pipelines.providers.openai.client import OpenAiClient
 from pipelines.providers.openai.lifecycle import (
     HAS_CHECKPOINTS,
@@ -191,7 +191,8 @@ def finetuning_source(name: str, client: type[OpenAiClient], title: str) -> Call
             try:
                 async with run.client(client) as api:
                     listed = await listed_jobs(api, model_ids, report)
-                    listed_at.append(extract.to_micros(datetime.now(UTC)))
+                    # observations are timed by the API's clock (its Date header), as its own timestamps are
+                    listed_at.append(server_clock_micros(api.server_date) or extract.to_micros(datetime.now(UTC)))
                     check_origin(report.requests.simulated, expect_simulated, title)
                     state["simulated"] = report.requests.simulated
                     rows = [job_row(job) for job in listed]
