@@ -318,13 +318,13 @@ def test_a_wrong_key_is_exit_3_and_the_key_is_never_printed(either: Served, monk
 
 def test_429_with_openais_rate_limit_headers_is_waited_out(workdir: Path) -> None:
     world = World(jobs=6, seed=3, now=NOW, spacing=timedelta(minutes=30))
-    api = FakeOpenAiApi(world, rate_limit=10)
+    api = FakeOpenAiApi(world, rate_limit=600)
     with FakeApiServer(api) as server:
-        api.window = [time.monotonic() - 59.0] * 10  # the minute's limit is spent: the next second frees it
+        api.window = [time.monotonic() - 59.5] * 600  # the minute's limit is spent: half a second frees it
         env = {"OPENAI_BASE_URL": server.url + BASE_PATH, "OPENAI_API_KEY": DEFAULT_API_KEY}
         done = cli("run", "--provider", "openai", "--requests-per-minute", "0", env=env)
         assert done.exit_code == 0, done.stderr
-        assert "1 retries" in done.stdout or "retries" in done.stdout
+        assert " 0 retries" not in done.stdout  # it was answered 429 and waited
         assert_exact(Served("openai", api, server))
 
 
