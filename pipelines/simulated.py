@@ -8,9 +8,12 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
+
+import orjson
 
 from pipelines.http import SIMULATED_HEADER
 
@@ -35,6 +38,59 @@ def timeline(seed: int, count: int, now: datetime) -> Iterator[tuple[int, random
     for slot in range(max(0, slots - count), slots):
         rng = random.Random(seed * 1_000_003 + slot)
         yield slot, rng, TIMELINE_START + TIMELINE_SPACING * slot + timedelta(seconds=rng.randrange(600))
+
+
+@dataclass
+class Stats:
+    """What a simulated API was asked: every request, and each kind of request."""
+
+    requests: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"requests": self.requests, "by_kind": dict(self.by_kind)}
+
+
+class Controls:
+    """What the request logic of the job simulators (Together AI, OpenAI) shares: statistics, queued faults and the
+    ``/_simulator/`` endpoints. The world needs ``jobs``, ``event_count()`` and ``advance(seconds)``."""
+
+    world: Any
+
+    def __init__(self) -> None:
+        self.stats = Stats()
+        self.lock = threading.Lock()
+        self.queued: dict[str, list[int | str]] = {}
+
+    def inject(self, path_contains: str, *outcomes: int | str) -> None:
+        """Queue outcomes for the next requests whose path contains ``path_contains``: HTTP codes (429 with a
+        retry-after of 1 s), ``"malformed"`` (truncated JSON), ``"timeout"`` or ``"drop"``."""
+        with self.lock:
+            self.queued.setdefault(path_contains, []).extend(outcomes)
+
+    def next_fault(self, path: str) -> int | str | None:
+        with self.lock:
+            for pattern, outcomes in self.queued.items():
+                if pattern in path and outcomes:
+                    return outcomes.pop(0)
+        return None
+
+    def count(self, kind: str) -> None:
+        with self.lock:
+            self.stats.by_kind[kind] = self.stats.by_kind.get(kind, 0) + 1
+
+    def control(self, path: str, query: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
+        """``/_simulator/stats``, ``/_simulator/advance?seconds=N`` and ``/_simulator/reset-stats``."""
+        if path == "/_simulator/stats":
+            body = self.stats.to_json() | {"jobs": len(self.world.jobs), "events": self.world.event_count()}
+            return 200, orjson.dumps(body), {}
+        if path == "/_simulator/advance":
+            return 200, orjson.dumps({"added": self.world.advance(float(query.get("seconds", "3600")))}), {}
+        if path == "/_simulator/reset-stats":
+            with self.lock:
+                self.stats = Stats()
+            return 200, b"{}", {}
+        return 404, orjson.dumps({"error": {"message": "Not found"}}), {}
 
 
 class SimulatedWorld(Protocol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC
 from pathlib import Path
 
@@ -45,7 +46,6 @@ def test_together_loads_postgres_with_the_same_views_as_duckdb(
     workdir: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Together AI's tables and every view on a live PostgreSQL server hold what DuckDB's hold for the same API."""
-    import math
     from datetime import timedelta
 
     import duckdb
@@ -84,21 +84,11 @@ def test_together_loads_postgres_with_the_same_views_as_duckdb(
         "stale_jobs": "select job_id, current_status from together_finetuning.stale_jobs",
     }
 
-    def normal(row: tuple[object, ...]) -> tuple[object, ...]:
-        def one(value: object) -> object:
-            if isinstance(value, float):
-                return "NaN" if math.isnan(value) else round(value, 6)
-            if hasattr(value, "astimezone"):
-                return value.astimezone(UTC)  # type: ignore[attr-defined]
-            return float(round(value, 6)) if type(value).__name__ == "Decimal" else value  # type: ignore[call-overload]
-
-        return tuple(one(value) for value in row)
-
     with psycopg2.connect(postgres_url) as pg, pg.cursor() as cur, duckdb.connect("cohere_events.duckdb") as duck:
         for name, sql in queries.items():
             cur.execute(sql)
-            in_postgres = sorted(map(normal, cur.fetchall()), key=repr)
-            in_duckdb = sorted(map(normal, duck.execute(sql).fetchall()), key=repr)
+            in_postgres = sorted(map(comparable, cur.fetchall()), key=repr)
+            in_duckdb = sorted(map(comparable, duck.execute(sql).fetchall()), key=repr)
             assert in_postgres == in_duckdb, name
             assert in_postgres or name == "stale_jobs", name
 
@@ -108,7 +98,6 @@ def test_openai_loads_postgres_with_the_same_views_as_duckdb(
     workdir: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """OpenAI's tables and every view, its own included, on a live PostgreSQL server hold what DuckDB's hold."""
-    import math
     from datetime import timedelta
 
     import duckdb
@@ -149,20 +138,24 @@ def test_openai_loads_postgres_with_the_same_views_as_duckdb(
         "trained_tokens": f"select * from {schema}.trained_tokens",
     }
 
-    def normal(row: tuple[object, ...]) -> tuple[object, ...]:
-        def one(value: object) -> object:
-            if isinstance(value, float):
-                return "NaN" if math.isnan(value) else round(value, 6)
-            if hasattr(value, "astimezone"):
-                return value.astimezone(UTC)  # type: ignore[attr-defined]
-            return float(round(value, 6)) if type(value).__name__ == "Decimal" else value  # type: ignore[call-overload]
-
-        return tuple(one(value) for value in row)
-
     with psycopg2.connect(postgres_url) as pg, pg.cursor() as cur, duckdb.connect("cohere_events.duckdb") as duck:
         for name, sql in queries.items():
             cur.execute(sql)
-            in_postgres = sorted(map(normal, cur.fetchall()), key=repr)
-            in_duckdb = sorted(map(normal, duck.execute(sql).fetchall()), key=repr)
+            in_postgres = sorted(map(comparable, cur.fetchall()), key=repr)
+            in_duckdb = sorted(map(comparable, duck.execute(sql).fetchall()), key=repr)
             assert in_postgres == in_duckdb, name
             assert in_postgres or name == "stale_jobs", name
+
+
+def comparable(row: tuple[object, ...]) -> tuple[object, ...]:
+    """A row as PostgreSQL and DuckDB both give it: floats to 6 places (NaN as text), times in UTC, decimals as
+    floats."""
+
+    def one(value: object) -> object:
+        if isinstance(value, float):
+            return "NaN" if math.isnan(value) else round(value, 6)
+        if hasattr(value, "astimezone"):
+            return value.astimezone(UTC)  # type: ignore[attr-defined]
+        return float(round(value, 6)) if type(value).__name__ == "Decimal" else value  # type: ignore[call-overload]
+
+    return tuple(one(value) for value in row)

@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import orjson
 
 from pipelines.providers.openai.client import JOBS_PATH, MAX_LIMIT
-from pipelines.simulated import DROP, FakeApiServer, serve_forever, timeline  # noqa: F401  # re-exported: the server every simulator shares
+from pipelines.simulated import DROP, Controls, FakeApiServer, serve_forever, timeline  # noqa: F401  # re-exported: the server every simulator shares
 
 DEFAULT_API_KEY = "sk-simulated-openai-key"
 BASE_PATH = "/v1"  # the simulated server's base URL is its address plus this (OPENAI_BASE_URL includes /v1)
@@ -412,16 +412,7 @@ class ApiError(Exception):
         self.status, self.message, self.code, self.kind, self.headers = status, message, code, kind, headers
 
 
-@dataclass
-class Stats:
-    requests: int = 0
-    by_kind: dict[str, int] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"requests": self.requests, "by_kind": dict(self.by_kind)}
-
-
-class FakeOpenAiApi:
+class FakeOpenAiApi(Controls):
     """The request logic of the simulated OpenAI API, independent of the HTTP server that carries it."""
 
     def __init__(
@@ -437,6 +428,7 @@ class FakeOpenAiApi:
     ) -> None:
         """``prefix`` is the path the API is served under; ``key_header`` carries the key (``authorization`` as a
         bearer token, or Azure's ``api-key``); ``rate_limit`` requests a minute are answered, the rest get 429."""
+        super().__init__()
         self.world = world
         self.api_key = api_key
         self.announce_simulated = announce_simulated
@@ -444,16 +436,7 @@ class FakeOpenAiApi:
         self.stall_seconds = stall_seconds
         self.prefix, self.key_header = prefix.rstrip("/"), key_header
         self.rate_limit = rate_limit
-        self.stats = Stats()
-        self.lock = threading.Lock()
-        self.queued: dict[str, list[int | str]] = {}
         self.window: list[float] = []
-
-    def inject(self, path_contains: str, *outcomes: int | str) -> None:
-        """Queue outcomes for the next requests whose path contains ``path_contains``: HTTP codes (429 with
-        ``retry-after: 1``), ``"malformed"`` (truncated JSON), ``"timeout"`` or ``"drop"``."""
-        with self.lock:
-            self.queued.setdefault(path_contains, []).extend(outcomes)
 
     def handle(self, method: str, raw_path: str, headers: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
         url = urlsplit(raw_path)
@@ -524,17 +507,6 @@ class FakeOpenAiApi:
             },
         )
 
-    def next_fault(self, path: str) -> int | str | None:
-        with self.lock:
-            for pattern, outcomes in self.queued.items():
-                if pattern in path and outcomes:
-                    return outcomes.pop(0)
-        return None
-
-    def count(self, kind: str) -> None:
-        with self.lock:
-            self.stats.by_kind[kind] = self.stats.by_kind.get(kind, 0) + 1
-
     def route(self, method: str, path: str, query: dict[str, str]) -> Any:
         if method != "GET":
             raise ApiError(405, "method not allowed")
@@ -563,19 +535,6 @@ class FakeOpenAiApi:
                 shown = self.world.checkpoints_of(job_id)
                 return paged(shown, query, lambda ckpt: checkpoint_body(job, ckpt), default_limit=10, ends=True)
         raise ApiError(404, "Invalid URL (GET " + path + ")")
-
-    def control(self, path: str, query: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
-        """``/_simulator/stats``, ``/_simulator/advance?seconds=N`` and ``/_simulator/reset-stats``."""
-        if path == "/_simulator/stats":
-            body = self.stats.to_json() | {"jobs": len(self.world.jobs), "events": self.world.event_count()}
-            return 200, orjson.dumps(body), {}
-        if path == "/_simulator/advance":
-            return 200, orjson.dumps({"added": self.world.advance(float(query.get("seconds", "3600")))}), {}
-        if path == "/_simulator/reset-stats":
-            with self.lock:
-                self.stats = Stats()
-            return 200, b"{}", {}
-        return 404, orjson.dumps({"error": {"message": "Not found"}}), {}
 
 
 def paged(

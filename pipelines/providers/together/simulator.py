@@ -28,7 +28,7 @@ import orjson
 
 from pipelines.providers.together.client import JOBS_PATH
 from pipelines.providers.together.lifecycle import STATUS_OF_TYPE
-from pipelines.simulated import DROP, FakeApiServer, serve_forever, timeline, truncate  # noqa: F401  # re-exported: the server every simulator shares
+from pipelines.simulated import DROP, Controls, FakeApiServer, serve_forever, timeline, truncate  # noqa: F401  # re-exported: the server every simulator shares
 
 DEFAULT_API_KEY = "simulated-together-key"
 BASE_MODELS = [
@@ -459,16 +459,7 @@ class ApiError(Exception):
         self.status, self.message, self.code, self.headers = status, message, code, headers or {}
 
 
-@dataclass
-class Stats:
-    requests: int = 0
-    by_kind: dict[str, int] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"requests": self.requests, "by_kind": dict(self.by_kind)}
-
-
-class FakeTogetherApi:
+class FakeTogetherApi(Controls):
     """The request logic of the simulated Together API, independent of the HTTP server that carries it."""
 
     def __init__(
@@ -484,21 +475,13 @@ class FakeTogetherApi:
         """``page_size`` > 0 pages the events and metrics answers (the real API does not): ``paging`` "cursor"
         (``has_more`` and ``next_cursor``, asked back as ``cursor``), "link" (a ``next`` link), or "bare"
         (``has_more`` alone: no way to ask for the rest)."""
+        super().__init__()
         self.page_size, self.paging = page_size, paging
         self.world = world
         self.api_key = api_key
         self.announce_simulated = announce_simulated
         self.latency = latency_ms / 1000
         self.stall_seconds = stall_seconds
-        self.stats = Stats()
-        self.lock = threading.Lock()
-        self.queued: dict[str, list[int | str]] = {}
-
-    def inject(self, path_contains: str, *outcomes: int | str) -> None:
-        """Queue outcomes for the next requests whose path contains ``path_contains``: HTTP codes (429 with
-        ``Retry-After: 1``), ``"malformed"`` (truncated JSON), ``"timeout"`` or ``"drop"``."""
-        with self.lock:
-            self.queued.setdefault(path_contains, []).extend(outcomes)
 
     def handle(self, method: str, raw_path: str, headers: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
         url = urlsplit(raw_path)
@@ -528,17 +511,6 @@ class FakeTogetherApi:
             payload = {"error": {"message": error.message, "type": "invalid_request_error", "param": None}}
             payload["error"]["code"] = error.code
             return error.status, orjson.dumps(payload), error.headers
-
-    def next_fault(self, path: str) -> int | str | None:
-        with self.lock:
-            for pattern, outcomes in self.queued.items():
-                if pattern in path and outcomes:
-                    return outcomes.pop(0)
-        return None
-
-    def count(self, kind: str) -> None:
-        with self.lock:
-            self.stats.by_kind[kind] = self.stats.by_kind.get(kind, 0) + 1
 
     def route(self, method: str, path: str, query: dict[str, str]) -> Any:
         if method != "GET":
@@ -591,19 +563,6 @@ class FakeTogetherApi:
             rest = "&".join(f"{name}={value}" for name, value in query.items() if name != "offset")
             body["next"] = f"{path}?offset={offset + self.page_size}" + (f"&{rest}" if rest else "")
         return body
-
-    def control(self, path: str, query: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
-        """``/_simulator/stats``, ``/_simulator/advance?seconds=N`` and ``/_simulator/reset-stats``."""
-        if path == "/_simulator/stats":
-            body = self.stats.to_json() | {"jobs": len(self.world.jobs), "events": self.world.event_count()}
-            return 200, orjson.dumps(body), {}
-        if path == "/_simulator/advance":
-            return 200, orjson.dumps({"added": self.world.advance(float(query.get("seconds", "3600")))}), {}
-        if path == "/_simulator/reset-stats":
-            with self.lock:
-                self.stats = Stats()
-            return 200, b"{}", {}
-        return 404, orjson.dumps({"error": {"message": "Not found"}}), {}
 
 
 def step_bound(query: dict[str, str], name: str) -> int | None:
