@@ -324,6 +324,8 @@ def demo(
     """Run the whole job against the provider's built-in simulated API (no key, no network), then print the
     report of every provider the warehouse holds."""
     quiet_logs()
+    if models < 1:
+        finish(f"error: --models must be at least 1, not {models}", EXIT_USAGE)
 
     def action() -> str:
         from pipelines.runner import run_load
@@ -534,6 +536,10 @@ def fake_api(
         chosen = config.provider(provider)
     except config.ConfigError as error:
         finish(f"error: {error}", EXIT_USAGE)
+    if models < 1:
+        finish(f"error: --models must be at least 1, not {models}", EXIT_USAGE)
+    if not 0 <= port <= 65535:
+        finish(f"error: --port must be 0 to 65535, not {port}", EXIT_USAGE)
     simulator = chosen.module("simulator")
     key = api_key or simulator.DEFAULT_API_KEY
     faults = {"rate_limit": rate_limit, "error_rate": error_rate, "long_history": long_history, "retired": retired}
@@ -542,7 +548,10 @@ def fake_api(
     except ValueError as error:
         finish(f"error: {error}", EXIT_USAGE)
     count = f"{api.world.size()} {chosen.items}"
-    server = FakeApiServer(api, port=port)
+    try:
+        server = FakeApiServer(api, port=port)
+    except OSError as error:
+        finish(f"error: cannot serve on 127.0.0.1:{port}: {error.strerror or error}", EXIT_USAGE)
     print(f"simulated {chosen.title} API on {server.url} with {count}; use:", flush=True)
     base_url = server.url + getattr(simulator, "BASE_PATH", "")
     variables = f"{chosen.base_url_variable}={base_url} {chosen.key_variables[0]}={key}"

@@ -87,6 +87,9 @@ select
     in_flight,
     resolved,
     failure_rate,
-    case when resolved > 0 then greatest(0.0, center - margin) end as wilson_low,
-    case when resolved > 0 then least(1.0, center + margin) end as wilson_high
+    -- exactly 0 and 1 at the ends: the formula leaves rounding dust there (2.8e-17 for 0 of 4)
+    case when resolved > 0 then case when failed = 0 then 0.0 else greatest(0.0, center - margin) end end
+        as wilson_low,
+    case when resolved > 0 then case when failed = resolved then 1.0 else least(1.0, center + margin) end end
+        as wilson_high
 from wilson_terms

@@ -56,3 +56,22 @@ def test_dlt_telemetry_is_off_unless_the_user_opts_in() -> None:
 
     assert dlt.config.get("runtime.dlthub_telemetry", bool) is False
     assert RuntimeConfiguration().dlthub_telemetry is True  # dlt's own default, which the package overrides
+
+
+def test_bad_demo_and_fake_api_numbers_are_one_line_and_exit_2(workdir: Path) -> None:
+    import socket
+
+    for args, message in (
+        (["demo", "--models", "0"], "error: --models must be at least 1, not 0"),
+        (["demo", "--models", "-5"], "error: --models must be at least 1, not -5"),
+        (["fake-api", "--port", "99999"], "error: --port must be 0 to 65535, not 99999"),
+    ):
+        done = cli(*args)
+        assert (done.exit_code, done.stderr.strip()) == (2, message)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = cli("fake-api", "--port", str(port))
+    assert done.exit_code == 2
+    assert done.stderr.strip().splitlines() == [f"error: cannot serve on 127.0.0.1:{port}: Address already in use"]

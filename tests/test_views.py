@@ -535,3 +535,23 @@ def test_postgres_views_match_duckdb(workdir: Path, postgres_url: str) -> None:
         "cancelled": "cancelled",
         "same_time": "ready",
     }
+
+
+def test_wilson_bounds_are_exactly_0_and_1_at_the_ends() -> None:
+    """0 failed of 4 has a lower bound of exactly 0 (the formula leaves 2.8e-17), 4 of 4 an upper bound of 1."""
+    from pipelines.providers import get
+    from pipelines.views import view_files
+
+    query = dict(view_files(get("openai")))["failure_rate_groups"]
+    with duckdb.connect() as con:
+        con.execute("create table job_lifecycle (first_seen_at timestamptz, base_model text, first_outcome text)")
+        for model, outcome in (("a", "succeeded"), ("b", "failed")):
+            for _ in range(4):
+                con.execute(
+                    "insert into job_lifecycle values (timestamptz '2026-11-16 09:00:00+00', ?, ?)", [model, outcome]
+                )
+        found = con.execute(
+            f"select base_model, wilson_low, wilson_high from ({query}) where grouped_by = 'base_model' order by 1"
+        ).fetchall()
+    assert found[0][0] == "a" and found[0][1] == 0.0 and 0 < found[0][2] < 1
+    assert found[1][0] == "b" and found[1][2] == 1.0 and 0 < found[1][1] < 1
