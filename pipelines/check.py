@@ -38,7 +38,8 @@ class Thresholds:
             ("--window-days", self.window_days, 0.0),
         ):
             if value is not None and (not math.isfinite(value) or value <= least):
-                raise config.ConfigError(f"{option} must be a number of hours or days above 0, not {value}")
+                unit = "days" if option == "--window-days" else "hours"
+                raise config.ConfigError(f"{option} must be a number of {unit} above 0, not {value}")
         rate = self.max_failure_rate
         if rate is not None and not (math.isfinite(rate) and 0 <= rate <= 1):
             raise config.ConfigError(f"--max-failure-rate is a fraction from 0 to 1 (e.g. 0.25), not {rate}")
@@ -195,7 +196,8 @@ def judge(findings: Findings, thresholds: Thresholds) -> None:
     findings.problems.append(
         Problem(
             "failure_rate",
-            f"failure rate: {percent(window['failure_rate'])} of {window['resolved']} resolved models first seen in "
+            f"failure rate: {percent(window['failure_rate'])} of {window['resolved']} resolved "
+            f"{config.provider(findings.provider).items} first seen in "
             f"the last {thresholds.window_days:g} days (95 % CI {percent(window['wilson_low'])}-"
             f"{percent(window['wilson_high'])}), above {percent(limit)}",
             dict(window),

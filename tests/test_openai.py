@@ -578,3 +578,12 @@ def test_the_readmes_cron_line_with_the_key_in_a_file_loads(workdir: Path) -> No
         log = (workdir / "log" / "openai.log").read_text()
         assert "exit=0 loaded 10 jobs" in log
         assert DEFAULT_API_KEY not in log
+
+
+def test_check_speaks_of_jobs_and_of_days(hand: FakeOpenAiApi) -> None:
+    done = cli("check", "--provider", "openai", "--max-failure-rate", "0.1", "--min-resolved", "1")
+    assert done.exit_code == 1
+    rates = [line for line in done.stdout.splitlines() if line.startswith("failure rate:")]
+    assert len(rates) == 1 and "25.0 % of 4 resolved jobs first seen in the last 7 days" in rates[0]
+    bad = cli("check", "--provider", "openai", "--window-days", "-1")
+    assert (bad.exit_code, bad.stderr.strip()) == (2, "error: --window-days must be a number of days above 0, not -1.0")
