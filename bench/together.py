@@ -49,7 +49,7 @@ class Row:
 
 
 @contextmanager
-def together_server(jobs: int, provider: str = "together", rate_limit: int = 0) -> Iterator[str]:
+def jobs_server(jobs: int, provider: str = "together", rate_limit: int = 0) -> Iterator[str]:
     command = [sys.executable, str(BENCH / "server.py"), "--provider", provider, "--models", str(jobs)]
     command += ["--rate-limit", str(rate_limit)]
     env = dict(os.environ) | {"PYTHONDONTWRITEBYTECODE": "1"}
@@ -92,7 +92,7 @@ def bench(jobs: int, quiet: bool = False, provider: str = "together", rate_limit
     """First, no-change and hour-later runs of ``provider`` over ``jobs`` jobs; with ``rate_limit``, the server
     allows that many requests a minute and ours is set to the same."""
     rows = []
-    server = together_server(jobs, provider, rate_limit)
+    server = jobs_server(jobs, provider, rate_limit)
     with server as url, tempfile.TemporaryDirectory(prefix=f"{provider}-bench-") as scratch:
         workdir = Path(scratch)
         for scenario in ("first", "nochange"):

@@ -232,6 +232,12 @@ def one_line(error: BaseException) -> str:
     return text[:500]
 
 
+def at_least_one(value: int, option: str) -> None:
+    """Exit 2 on one line unless ``value`` is 1 or more."""
+    if value < 1:
+        finish(f"error: {option} must be at least 1, not {value}", EXIT_USAGE)
+
+
 def load_options(**values: Any) -> Any:
     from pipelines.runner import LoadOptions
 
@@ -324,8 +330,7 @@ def demo(
     """Run the whole job against the provider's built-in simulated API (no key, no network), then print the
     report of every provider the warehouse holds."""
     quiet_logs()
-    if models < 1:
-        finish(f"error: --models must be at least 1, not {models}", EXIT_USAGE)
+    at_least_one(models, "--models")
 
     def action() -> str:
         from pipelines.runner import run_load
@@ -536,8 +541,7 @@ def fake_api(
         chosen = config.provider(provider)
     except config.ConfigError as error:
         finish(f"error: {error}", EXIT_USAGE)
-    if models < 1:
-        finish(f"error: --models must be at least 1, not {models}", EXIT_USAGE)
+    at_least_one(models, "--models")
     if not 0 <= port <= 65535:
         finish(f"error: --port must be 0 to 65535, not {port}", EXIT_USAGE)
     simulator = chosen.module("simulator")

@@ -20,7 +20,7 @@ import duckdb
 import pytest
 
 from pipelines.providers.azure import simulator as azure_simulator
-from pipelines.providers.openai.lifecycle import READ_EVERY_RUN, STATUS_OF_MESSAGE
+from pipelines.providers.openai.lifecycle import STATUS_OF_MESSAGE, TERMINAL
 from pipelines.providers.openai.simulator import (
     BASE_PATH,
     DEFAULT_API_KEY,
@@ -214,7 +214,7 @@ def test_a_changed_job_is_read_and_an_unchanged_finished_one_is_not(served: Serv
     before = {job.id: job_body(job, world.now) for job in world.listed()}
     world.advance(6 * 3600)  # the jobs in flight at NOW move on
     after = {job.id: job_body(job, world.now) for job in world.listed()}
-    under_way = {job_id for job_id, body in after.items() if body["status"] in READ_EVERY_RUN}
+    under_way = {job_id for job_id, body in after.items() if body["status"] not in TERMINAL}
     moved = {job_id for job_id in after if after[job_id] != before[job_id]}
     assert moved - under_way and len(moved | under_way) < len(after)
     served.api.stats.by_kind.clear()

@@ -45,7 +45,6 @@ STAGE = {"validating_files": 0, "queued": 1, "running": 2, "paused": 2, "succeed
 TERMINAL = ("succeeded", "failed", "cancelled")
 NO_STATUS = "unknown"
 UNDER_WAY = ("validating_files", "queued", "running")  # a paused job waits for its owner: not stale
-READ_EVERY_RUN = frozenset({"validating_files", "queued", "running", "paused"})
 HAS_CHECKPOINTS = frozenset({"running", "paused", *TERMINAL})  # a job may have checkpoints once it has trained
 SUCCEEDED = "succeeded"
 OUTCOMES = {"succeeded": "succeeded", "failed": "failed", "cancelled": "cancelled"}
@@ -53,17 +52,8 @@ KNOWN_STATUSES = frozenset(STATUS_ORDER)
 KNOWN_EVENT_TYPES = frozenset({"message", "metrics"})
 
 
-def status_of_message(message: str | None) -> str | None:
-    """The status an event's message begins, as the views read it; None for any other message."""
-    text = (message or "").lower()
-    for prefix, status in STATUS_OF_MESSAGE.items():
-        if text.startswith(prefix):
-            return status
-    return None
-
-
 def sql_message_case(column: str) -> str:
-    """A SQL ``case`` giving the status a message begins (NULL for any other), as :func:`status_of_message`."""
+    """A SQL ``case`` giving the status a message begins, matched lower-cased by its start (NULL for any other)."""
     whens = "\n".join(
         f"    when lower({column}) like '{prefix}%' then '{status}'" for prefix, status in STATUS_OF_MESSAGE.items()
     )

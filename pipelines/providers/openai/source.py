@@ -40,7 +40,6 @@ from pipelines.providers.openai.lifecycle import (
     HAS_CHECKPOINTS,
     KNOWN_EVENT_TYPES,
     KNOWN_STATUSES,
-    READ_EVERY_RUN,
     TERMINAL,
 )
 
@@ -122,7 +121,7 @@ SOURCE_TABLES: dict[str, TTableSchemaColumns] = {
 }
 INSERT_ONLY = {"disposition": "merge", "strategy": "insert-only"}
 
-Rows = tuple[pa.Table, dict[tuple[int, str], int]]  # a job's metric rows, and the row of each (step, metric)
+Measurements = list[tuple[int, str, float, int | None]]  # (step, metric, value, logged µs) of one job
 
 
 def finetuning_source(name: str, client: type[OpenAiClient], title: str) -> Callable[..., Any]:
@@ -167,8 +166,8 @@ def finetuning_source(name: str, client: type[OpenAiClient], title: str) -> Call
         newest: dict[str, str] = {}
         observed: dict[str, str] = {}
         listed_at: list[int] = []  # when the list was read (µs): the time of this run's observations
-        from_events: dict[str, asyncio.Future[Rows | None]] = {}
-        from_checkpoints: dict[str, asyncio.Future[Rows | None]] = {}
+        from_events: dict[str, asyncio.Future[Measurements | None]] = {}
+        from_checkpoints: dict[str, asyncio.Future[Measurements | None]] = {}
 
         def hand_over(refs: list[ModelRef]) -> None:
             if not metrics:
@@ -211,7 +210,12 @@ def finetuning_source(name: str, client: type[OpenAiClient], title: str) -> Call
             finally:
                 run.close()
 
-        @dlt.resource(name="status_observations", write_disposition=INSERT_ONLY, primary_key=OBSERVATION_KEY)  # type: ignore[call-overload]
+        @dlt.resource(  # type: ignore[call-overload]
+            name="status_observations",
+            write_disposition=INSERT_ONLY,
+            primary_key=OBSERVATION_KEY,
+            columns=OBSERVATION_COLUMNS,
+        )
         async def status_observations() -> AsyncIterator[list[dict[str, Any]]]:
             feed = run.feeds["status_observations"]
             rows = []
@@ -228,7 +232,7 @@ def finetuning_source(name: str, client: type[OpenAiClient], title: str) -> Call
         async def job_events() -> AsyncIterator[pa.Table]:
             async def fetch(api: OpenAiClient, job: ModelRef, out: asyncio.Queue[pa.Table | None]) -> None:
                 handoff = from_events.get(job.id)
-                rows: Rows | None = None
+                rows: Measurements | None = None
                 seen = run.seen.get(job.id)
                 served: list[dict[str, Any]] = []
                 try:
@@ -244,7 +248,7 @@ def finetuning_source(name: str, client: type[OpenAiClient], title: str) -> Call
                         handoff.set_result(rows)
                 if served:
                     newest[job.id] = str(served[0]["id"])
-                top = base + len(served) if served else seen.cursor  # the stored history was served again: renumbered
+                top = base + len(served) if served else seen.cursor  # base 0: the whole history, renumbered
                 run.seen.update(job.id, cursor=top, events=job.fingerprint)
 
             async with run.client(client) as api:
@@ -257,7 +261,7 @@ def finetuning_source(name: str, client: type[OpenAiClient], title: str) -> Call
         async def checkpoints() -> AsyncIterator[pa.Table]:
             async def fetch(api: OpenAiClient, job: ModelRef, out: asyncio.Queue[pa.Table | None]) -> None:
                 handoff = from_checkpoints.get(job.id)
-                rows: Rows | None = None
+                rows: Measurements | None = None
                 try:
                     served = await api.checkpoints(job.id)
                     table = checkpoints_table(job.id, served)
@@ -279,13 +283,13 @@ def finetuning_source(name: str, client: type[OpenAiClient], title: str) -> Call
         )
         async def training_metrics() -> AsyncIterator[pa.Table]:
             async def gather(api: OpenAiClient, job: ModelRef, out: asyncio.Queue[pa.Table | None]) -> None:
-                parts = []
-                for handoffs in (from_events, from_checkpoints):
+                found: Measurements = []
+                for handoffs in (from_events, from_checkpoints):  # events first: theirs is kept where both have one
                     handoff = handoffs.get(job.id)
                     if handoff is not None:
-                        parts.append(await handoff)  # read by the events and checkpoints resources, in this run
+                        found += await handoff or []  # read by the events and checkpoints resources, in this run
                         handoffs.pop(job.id, None)
-                table = first_of_each(job.id, [part for part in parts if part is not None])
+                table = metric_rows(job.id, found)
                 if table.num_rows:
                     await out.put(table)
 
@@ -324,11 +328,11 @@ def what_to_read(job: ModelRef, run: Extraction, always: bool = False) -> ModelR
     re-check; its checkpoints likewise, once it may have trained."""
     seen: Seen = run.seen.get(job.id)
     status = job.status.lower()
-    under_way = status in READ_EVERY_RUN or status not in TERMINAL
+    under_way = status not in TERMINAL  # validating files, queued, running, paused, or a status not known
     events = always or under_way or run.rechecks.due(job.id) or seen.events != job.fingerprint
     trained = status in HAS_CHECKPOINTS or status not in KNOWN_STATUSES
-    stale = seen.metrics != job.fingerprint or status in ("running", "paused")
-    metrics = trained and (always or stale or under_way or run.metric_rechecks.due(job.id))
+    changed = seen.metrics != job.fingerprint
+    metrics = trained and (always or under_way or changed or run.metric_rechecks.due(job.id))
     return ModelRef(job.id, job.status, job.updated_at, events=events, metrics=metrics)
 
 
@@ -447,10 +451,10 @@ def as_step(value: Any) -> int | None:
     return None
 
 
-def event_metrics(job_id: str, events: list[dict[str, Any]], report: RunReport) -> Rows:
+def event_metrics(job_id: str, events: list[dict[str, Any]], report: RunReport) -> Measurements:
     """The metrics of a job's ``metrics`` events: every numeric key of ``data`` but ``step``, at that step."""
     where = f"events of job {job_id}"
-    found: list[tuple[int, str, float, int | None]] = []
+    found: Measurements = []
     for event in events:
         data = event.get("data")
         if event.get("type") != "metrics" or not isinstance(data, dict):
@@ -463,14 +467,14 @@ def event_metrics(job_id: str, events: list[dict[str, Any]], report: RunReport) 
         for name, value in data.items():
             if name != "step" and is_number(value):
                 found.append((step, name, extract.metric_value(value, name, where, NON_FINITE), logged))
-    return metric_rows(job_id, found)
+    return found
 
 
-def checkpoint_metrics(job_id: str, checkpoints: list[dict[str, Any]]) -> Rows:
+def checkpoint_metrics(job_id: str, checkpoints: list[dict[str, Any]]) -> Measurements:
     """The metrics of a job's checkpoints: every key of ``metrics`` but ``step``, at the checkpoint's step (a null
     value is no measurement)."""
     where = f"checkpoints of job {job_id}"
-    found: list[tuple[int, str, float, int | None]] = []
+    found: Measurements = []
     for checkpoint in checkpoints:
         values = checkpoint.get("metrics")
         step = as_step(checkpoint.get("step_number"))
@@ -480,11 +484,12 @@ def checkpoint_metrics(job_id: str, checkpoints: list[dict[str, Any]]) -> Rows:
         for name, value in values.items():
             if name != "step" and value is not None:
                 found.append((step, name, extract.metric_value(value, name, where, NON_FINITE), logged))
-    return metric_rows(job_id, found)
+    return found
 
 
-def metric_rows(job_id: str, found: list[tuple[int, str, float, int | None]]) -> Rows:
-    """(step, metric, value, logged µs) as a metrics table, the first of each (step, metric) kept."""
+def metric_rows(job_id: str, found: Measurements) -> pa.Table:
+    """A job's measurements as a metrics table, the first of each (step, metric) kept (an event's and a
+    checkpoint's value of one step describe the same step)."""
     index: dict[tuple[int, str], int] = {}
     for position, (step, name, _, _) in enumerate(found):
         index.setdefault((step, name), position)
@@ -499,21 +504,7 @@ def metric_rows(job_id: str, found: list[tuple[int, str, float, int | None]]) ->
         ],
         schema=METRICS_SCHEMA,
     )
-    return table, {key: position for position, key in enumerate(index)}
-
-
-def first_of_each(job_id: str, parts: list[Rows]) -> pa.Table:
-    """One table of a job's metric rows from events and checkpoints: each (step, metric) once, the first part's
-    value where both have it (they describe the same step)."""
-    if not parts:
-        return metric_rows(job_id, [])[0]
-    tables, seen = [parts[0][0]], set(parts[0][1])
-    for table, keys in parts[1:]:
-        fresh = [position for key, position in keys.items() if key not in seen]
-        seen.update(keys)
-        if fresh:
-            tables.append(table.take(arrow.int64s(fresh)))
-    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    return table
 
 
 CHECKPOINTS_SCHEMA = pa.schema(
