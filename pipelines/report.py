@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
-from rich.console import Console, JustifyMethod
-from rich.table import Table
+from rich.console import Console
 
 from pipelines import config, locks, providers
+from pipelines.layout import Column, Grid, Kind, fit
 from pipelines.providers import Provider
 
 RECENT_WEEKS = 8
+DEFAULT_PIPED_WIDTH = 120  # cron mail and files: wide enough for every table side by side
+MIN_WIDTH = 40
 QUERIES = {
     "time_in_status": """
         select status, closed_intervals, open_intervals, {items}, avg_seconds, p50_seconds, p90_seconds, max_seconds
@@ -142,10 +145,17 @@ def last_load_time(con: duckdb.DuckDBPyConnection, dataset: str) -> str | None:
 
 
 def header(report: dict[str, Any]) -> str:
-    """The first line of the tables: which warehouse and how old its data is."""
-    moment = report["data_as_of"]
-    as_of = "no load yet" if moment is None else f"data as of {moment[:19].replace('T', ' ')} UTC"
-    return f"{report['warehouse']}: {as_of}"
+    """The first line of the tables: which warehouse and how old its data is, each provider's when there are several."""
+    lines = report["providers"]
+    if len(lines) == 1:
+        return f"{report['warehouse']}: {as_of(report)}"
+    each = "; ".join(f"{line['title']} {as_of(line)}" for line in lines.values())
+    return f"{report['warehouse']}: {each}"
+
+
+def as_of(section: dict[str, Any]) -> str:
+    moment = section["data_as_of"]
+    return "no load yet" if moment is None else f"data as of {moment[:19].replace('T', ' ')} UTC"
 
 
 def records(result: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
@@ -202,14 +212,15 @@ def rate_cells(row: dict[str, Any], counts: tuple[str, ...]) -> list[str]:
     return [*(str(row[key]) for key in counts), percent(row["failure_rate"]), bounds]
 
 
-def rate_table(title: str, first: str, rows: list[tuple[str, dict[str, Any]]], words: dict[str, str]) -> Table:
+def rate_grid(title: str, first: str, rows: list[tuple[str, dict[str, Any]]], words: dict[str, str]) -> Grid:
     counts = (words["items"], words["succeeded"], "failed", "cancelled", "in_flight")
-    table = Table(title=title, title_justify="left")
-    for column in (first, *(count.replace("_", " ") for count in counts), "failure rate", "95% interval"):
-        table.add_column(column, justify="left" if column == first else "right", no_wrap=True)
-    for label, row in rows:
-        table.add_row(label, *rate_cells(row, counts))
-    return table
+    columns = [
+        Column(first),
+        *(Column(count.replace("_", " "), "figure", optional=count == "in_flight") for count in counts),
+        Column("failure rate", "figure"),
+        Column("95% interval", "figure"),
+    ]
+    return Grid(title, columns, [[label, *rate_cells(row, counts)] for label, row in rows])
 
 
 def metric(value: float | str | None) -> str:
@@ -227,82 +238,98 @@ def cell(value: Any) -> str:
     return str(value)
 
 
-def record_table(title: str, rows: list[dict[str, Any]]) -> Table:
-    """Rows of a query as a table, each column named after its field."""
-    table = Table(title=title, title_justify="left")
-    for index, name in enumerate(rows[0] if rows else []):
+def record_grid(title: str, rows: list[dict[str, Any]], optional: set[str]) -> Grid:
+    """Rows of a query as a grid, each column named after its field: ids whole, figures right-aligned."""
+    columns = []
+    for name in rows[0] if rows else []:
         numeric = all(isinstance(row[name], int | float) or row[name] is None for row in rows)
-        wraps = index > 0 and not numeric  # long names wrap; the first column (an id) and figures never do
-        justify: JustifyMethod = "right" if numeric else "left"
-        table.add_column(name.replace("_", " "), justify=justify, no_wrap=not wraps, overflow="fold")
-    for row in rows:
-        table.add_row(*(cell(value) for value in row.values()))
-    return table
+        kind: Kind = "id" if name.endswith("_id") else "figure" if numeric else "text"
+        columns.append(Column(name.replace("_", " "), kind, optional=name in optional))
+    return Grid(title, columns, [[cell(value) for value in row.values()] for row in rows])
 
 
-def providers_table(report: dict[str, Any]) -> Table:
+def providers_grid(report: dict[str, Any]) -> Grid:
     """The headline, one row per provider: failure rate and interval, p50/p90 queue and training times."""
-    table = Table(title="Providers: first attempts and timings", title_justify="left")
-    columns = ("provider", "items", "failure rate", "95% interval", "queue p50", "queue p90", "training p50")
-    for column in (*columns, "training p90"):
-        table.add_column(column, justify="left" if column == "provider" else "right", no_wrap=True)
+    columns = [Column("provider"), Column("items"), Column("failure rate", "figure"), Column("95% interval", "figure")]
+    for step in ("queue", "training"):
+        columns += [Column(f"{step} p50", "figure"), Column(f"{step} p90", "figure", optional=True)]
+    rows = []
     for line in report["providers"].values():
         low, high = line["wilson_low"], line["wilson_high"]
-        table.add_row(
-            line["title"],
-            f"{line['items']} {line['item']}s",
-            percent(line["failure_rate"]),
-            "-" if low is None else f"{100 * low:.1f}-{100 * high:.1f}%",
-            *(duration(line[key]) for key in ("queue_p50_seconds", "queue_p90_seconds")),
-            *(duration(line[key]) for key in ("training_p50_seconds", "training_p90_seconds")),
+        rows.append(
+            [
+                line["title"],
+                plural(line["items"], line["item"]),
+                percent(line["failure_rate"]),
+                "-" if low is None else f"{100 * low:.1f}-{100 * high:.1f}%",
+                *(duration(line[f"{step}_{p}_seconds"]) for step in ("queue", "training") for p in ("p50", "p90")),
+            ]
         )
-    return table
+    return Grid("Providers: first attempts and timings", columns, rows)
 
 
-def tables(section: dict[str, Any], provider: Provider) -> list[Table]:
-    """One provider's report as rich tables: time in status, failure rates overall and by week, stale items,
-    training."""
+def plural(count: int, noun: str) -> str:
+    """``1 job``, ``2 jobs``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def grids(section: dict[str, Any], provider: Provider) -> list[Grid]:
+    """One provider's report as grids: time in status, failure rates overall and by week, stale items, training."""
     lifecycle = provider.module("lifecycle")
     words = lifecycle.VIEW_WORDS
     items = words["items"]
-    times = Table(title="Time in status (closed intervals)", title_justify="left")
-    for column in ("status", "intervals", "open now", items, "median", "p90", "max"):
-        times.add_column(column, justify="left" if column == "status" else "right", no_wrap=True)
+    times = Grid(
+        "Time in status (closed intervals)",
+        [
+            Column("status"),
+            *(Column(name, "figure") for name in ("closed", "open now", items, "median", "p90")),
+            Column("max", "figure", optional=True),
+        ],
+    )
     for row in section["time_in_status"]:
-        times.add_row(
-            row["status"],
-            str(row["closed_intervals"]),
-            str(row["open_intervals"]),
-            str(row[items]),
-            duration(row["p50_seconds"]),
-            duration(row["p90_seconds"]),
-            duration(row["max_seconds"]),
+        times.rows.append(
+            [
+                row["status"],
+                str(row["closed_intervals"]),
+                str(row["open_intervals"]),
+                str(row[items]),
+                *(duration(row[key]) for key in ("p50_seconds", "p90_seconds", "max_seconds")),
+            ]
         )
     overall = [("all", section["failure_rate"])] if section["failure_rate"] else []
     training = section.get("training")  # None: views from before training metrics; no rows: nothing trained
     weekly = [(row["cohort_week"], row) for row in section["failure_rates_weekly"]]
     under_way = ", ".join(status.lower() for status in lifecycle.UNDER_WAY)
-    stale = Table(title=f"Stale {items} ({under_way} for over 48 h)", title_justify="left")
-    for column in (provider.item, "name", "status", "since (UTC)", "stuck for"):
-        justify: JustifyMethod = "right" if column == "stuck for" else "left"
-        stale.add_column(column, justify=justify, no_wrap=column != "name", overflow="fold")
+    stale = Grid(
+        f"Stale {items} ({under_way} for over 48 h)",
+        [
+            Column(provider.item, "id"),
+            Column("name"),
+            Column("status"),
+            Column("since (UTC)"),
+            Column("stuck for", "figure"),
+        ],
+    )
     for row in section[lifecycle.VIEW_NAMES["stale"]]:
-        stale.add_row(
-            row[words["id"]],
-            row["name"] or "-",
-            row["current_status"],
-            row["current_since"][:16].replace("T", " "),
-            duration(row["stuck_seconds"]),
+        stale.rows.append(
+            [
+                row[words["id"]],
+                row["name"] or "-",
+                row["current_status"],
+                row["current_since"][:16].replace("T", " "),
+                duration(row["stuck_seconds"]),
+            ]
         )
+    optional = getattr(lifecycle, "TRAINING_OPTIONAL", {})
     trained = [
-        record_table(lifecycle.TRAINING_TITLES[key], rows)
+        record_grid(lifecycle.TRAINING_TITLES[key], rows, optional.get(key, set()))
         for key, rows in (training or {}).items()
         if rows and training and training["by_base_model"]
     ]
     return [
         times,
-        rate_table("Failure rate of first attempts", "cohort", overall, words),
-        rate_table(f"By cohort week (UTC Monday), last {RECENT_WEEKS} weeks", "week", weekly, words),
+        rate_grid("Failure rate of first attempts", "cohort", overall, words),
+        rate_grid(f"By cohort week (UTC Monday), last {RECENT_WEEKS} weeks", "week", weekly, words),
         stale,
         *trained,
     ]
@@ -319,14 +346,14 @@ def summary(report: dict[str, Any]) -> str:
         if section["failure_rate"] is None:
             text = f"no {item}s"
         else:
-            text = f"{line['items']} {item}s"
+            text = plural(line["items"], item)
             if line["failure_rate"] is not None:
                 low, high = line["wilson_low"], line["wilson_high"]
                 text += f", failure rate {percent(line['failure_rate'])} (95% {100 * low:.1f}-{100 * high:.1f}%)"
             else:
                 succeeded = provider.module("lifecycle").SUCCEEDED
                 text += f", no failure rate yet (no {item} {succeeded} or failed)"
-            text += f", {stale} stale {item}{'s' if stale != 1 else ''}"
+            text += f", {stale} stale {plural(stale, item).split(' ', 1)[1]}"
         parts.append(text if name == providers.DEFAULT else f"{name}: {text}")
     first = parts[0]
     if first == "no models":
@@ -344,18 +371,29 @@ def print_report(output_format: str) -> str:
         print(json.dumps(report, indent=2), flush=True)
         print(summary(report), file=sys.stderr, flush=True)
         return ""
-    console = Console() if sys.stdout.isatty() else Console(width=120)  # cron mail and pipes: no wrapping
-    console.print(header(report), highlight=False, soft_wrap=True)
+    console = Console() if sys.stdout.isatty() else Console(width=piped_width())
+    width = console.width
+    console.print(header(report), highlight=False)
     console.print()
-    console.print(providers_table(report))
-    console.print()
+    show(console, fit(providers_grid(report), width))
     for name in report["providers"]:
         provider = providers.get(name)
         section = provider_section(report, name)
         if len(report["providers"]) > 1:
-            console.print(f"[bold]{provider.title}[/bold] (dataset {provider.dataset})", soft_wrap=True)
+            console.print(f"[bold]{provider.title}[/bold] (dataset {provider.dataset}, {as_of(section)})")
             console.print()
-        for table in tables(section, provider):
-            console.print(table)
-            console.print()
+        for grid in grids(section, provider):
+            show(console, fit(grid, width))
     return summary(report)
+
+
+def show(console: Console, parts: list[Any]) -> None:
+    for part in parts:
+        console.print(part)
+    console.print()
+
+
+def piped_width() -> int:
+    """The width for a pipe or a file: ``COLUMNS`` when it is set, as for a terminal; else 120."""
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) >= MIN_WIDTH else DEFAULT_PIPED_WIDTH

@@ -66,6 +66,8 @@ TRAINING_TITLES = {
     "by_base_model": "Training: final metrics by base model (median over models)",
     "diverged": "Diverged trainings (loss went NaN or infinite)",
 }
+# The text report leaves these out first, right to left, when a table is too wide for the terminal.
+TRAINING_OPTIONAL = {"by_base_model": {"base_type"}, "diverged": {"base_model_name", "last_step_number"}}
 
 # For the notebooks: colours per status, the status that means done, and what to compare at the end of training.
 STATUS_COLORS = {

@@ -125,6 +125,8 @@ TRAINING_TITLES = {
     "by_base_model": "Training: final losses by base model (median over jobs)",
     "diverged": "Diverged trainings (a loss ended NaN or infinite)",
 }
+# The text report leaves these out first, right to left, when a table is too wide for the terminal.
+TRAINING_OPTIONAL = {"diverged": {"base_model", "last_step"}}
 
 # For the notebooks: colours per status, the status that means done, and what to compare at the end of training.
 STATUS_COLORS = {
