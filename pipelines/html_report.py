@@ -23,7 +23,7 @@ import duckdb
 
 from pipelines import config, locks, providers
 from pipelines.providers import Provider
-from pipelines.report import duration, metric, percent, provider_section, read_report
+from pipelines.report import duration, metric, percent, plural, provider_section, read_report
 
 EXTRA_QUERIES = {
     "failure_rates_weekly_all": "select * from {schema}.failure_rates_weekly order by cohort_week",
@@ -43,6 +43,11 @@ EXTRA_QUERIES = {
     """,
 }
 INK, BAND, ACCENT = "#1f3b57", "#9fc3e6", "#c0392b"
+# Charts are drawn 4.8 inches wide at 11 pt and shown from a phone's 23 rem to 32 rem, so that their text is drawn
+# between about 10 and 17 CSS px: legible on a phone, about the page's own text on a desktop.
+CHART_WIDTH = 4.8
+MAX_WEEK_TICKS = 8
+CARD_WIDTH_CH = 44  # a table whose widest row needs more characters than this becomes cards on a phone
 
 
 def write_html_report(output: Path | None) -> str:
@@ -168,7 +173,7 @@ def providers_section(report: dict[str, Any]) -> str:
     rows = [
         [
             line["title"],
-            f"{line['items']} {line['item']}s",
+            plural(line["items"], line["item"]),
             percent(line["failure_rate"]),
             f"{percent(line['wilson_low'])} to {percent(line['wilson_high'])}",
             duration(line["queue_p50_seconds"]),
@@ -179,7 +184,7 @@ def providers_section(report: dict[str, Any]) -> str:
         ]
         for line in report["providers"].values()
     ]
-    headers = ["provider", "jobs", "failure rate", "95 % interval", "queue p50", "queue p90", "training p50"]
+    headers = ["provider", "fine-tunes", "failure rate", "95 % interval", "queue p50", "queue p90", "training p50"]
     table = html_table("First attempts and timings, per provider", [*headers, "training p90", "data as of (UTC)"], rows)
     return section("Providers side by side", table)
 
@@ -321,7 +326,7 @@ def training_section(data: dict[str, Any], words: Words) -> str:
 
 def weekly_chart(weekly: list[dict[str, Any]], items: str) -> str:
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(8, 3.2))
+    fig, ax = plt.subplots(figsize=(CHART_WIDTH, 3))
     judged = [row for row in weekly if row["failure_rate"] is not None]
     if judged:
         weeks = [as_date(row["cohort_week"]) for row in judged]
@@ -335,8 +340,9 @@ def weekly_chart(weekly: list[dict[str, Any]], items: str) -> str:
             label="Wilson 95 %",
         )
         ax.plot(weeks, [row["failure_rate"] for row in judged], color=INK, marker="o", label="failure rate")
-        ax.set_xticks(weeks, [week.strftime("%d %b %Y") for week in weeks])
-        ax.legend(loc="upper left", frameon=False)
+        ticks = weeks[:: max(1, math.ceil(len(weeks) / MAX_WEEK_TICKS))]
+        ax.set_xticks(ticks, [week.strftime("%d %b %Y") for week in ticks])
+        legend_above(ax)
     else:
         ax.text(0.5, 0.5, f"no resolved {items} yet", ha="center", va="center", transform=ax.transAxes)
     ax.set_ylim(0, 1)
@@ -352,7 +358,7 @@ def status_chart(durations: list[dict[str, Any]], order: list[str]) -> str:
     for row in durations:
         by_status.setdefault(row["status"], []).append(row["duration_seconds"] / 3600)
     statuses = sorted(by_status, key=lambda s: order.index(s) if s in order else len(order))
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    fig, ax = plt.subplots(figsize=(CHART_WIDTH, 0.9 + 0.32 * max(len(statuses), 1)))
     if statuses:
         ax.boxplot(
             [by_status[s] for s in statuses], orientation="horizontal", showfliers=True, flierprops={"markersize": 3}
@@ -360,6 +366,7 @@ def status_chart(durations: list[dict[str, Any]], order: list[str]) -> str:
         ax.set_yticks(range(1, len(statuses) + 1), statuses)
         ax.invert_yaxis()  # the lifecycle's order, top down
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda value, _: f"{value:g}"))  # no smaller superscripts
         ax.set_xlabel("hours (log scale)")
     else:
         ax.text(0.5, 0.5, "no closed intervals yet", ha="center", va="center", transform=ax.transAxes)
@@ -368,18 +375,23 @@ def status_chart(durations: list[dict[str, Any]], order: list[str]) -> str:
 
 def lifecycle_chart(steps: list[dict[str, Any]], labels: dict[str, str]) -> str:
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(8, 2.8))
     shown = [row for row in steps if row["p50_seconds"] is not None]
-    names = [labels[row["step"]] for row in shown]
+    fig, ax = plt.subplots(figsize=(CHART_WIDTH, 0.9 + 0.45 * max(len(shown), 1)))
+    names = [labels[row["step"]].split(" (")[0] for row in shown]  # the table beside it has the full label
     positions = range(len(shown))
-    ax.barh([p + 0.2 for p in positions], [row["p90_seconds"] / 3600 for row in shown], 0.4, color=BAND, label="p90")
     ax.barh([p - 0.2 for p in positions], [row["p50_seconds"] / 3600 for row in shown], 0.4, color=INK, label="p50")
+    ax.barh([p + 0.2 for p in positions], [row["p90_seconds"] / 3600 for row in shown], 0.4, color=BAND, label="p90")
     ax.set_yticks(list(positions), names)
-    ax.invert_yaxis()
+    ax.invert_yaxis()  # the lifecycle's order top down, and in each step p50 above p90, as the legend lists them
     ax.set_xlabel("hours")
     if shown:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        legend_above(ax)
     return svg(fig)
+
+
+def legend_above(ax: Any) -> None:
+    """The legend in a row above the plot, where it cannot cover a line, a band or a bar."""
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.02), ncol=2, frameon=False, borderaxespad=0)
 
 
 def pyplot() -> Any:
@@ -392,7 +404,8 @@ def pyplot() -> Any:
     plt.rcParams.update(
         {
             "svg.fonttype": "none",
-            "font.size": 10,
+            "font.size": 11,
+            "font.sans-serif": ["DejaVu Sans"],
             "axes.spines.top": False,
             "axes.spines.right": False,
             "svg.hashsalt": "cohere-events",
@@ -408,6 +421,9 @@ def svg(fig: Any) -> str:
     pyplot().close(fig)
     text = buffer.getvalue()
     text = text[text.index("<svg") :]
+    # a tenth of a point is finer than any screen draws; the words between tags stay as they are
+    text = re.sub(r">[^<]*<|(\d+\.\d)\d+", lambda found: found.group(1) or found.group(0), text)
+    text = re.sub(r">\s+<", "><", text)
     return re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r"<svg\1", text, count=1)
 
 
@@ -420,15 +436,31 @@ def figure(chart: str, title: str, description: str) -> str:
 
 
 def html_table(caption: str, headers: list[str], rows: list[list[Any]], css: str = "") -> str:
+    """A table that wraps its text; on a phone, one that would not fit is shown as one card per row instead."""
     head = "".join(f'<th scope="col">{esc(h)}</th>' for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>" for row in rows)
+    body = "".join(
+        "<tr>" + "".join(table_cell(header, cell) for header, cell in zip(headers, row, strict=True)) + "</tr>"
+        for row in rows
+    )
     if not rows:
         body = f'<tr><td colspan="{len(headers)}">none yet</td></tr>'
-    klass = f' class="{css}"' if css else ""
+    widths = [
+        max([len(h) for h in header.split()] + [len(esc(row[i])) for row in rows]) for i, header in enumerate(headers)
+    ]
+    classes = [css] if css else []
+    if sum(widths) + 2 * len(headers) > CARD_WIDTH_CH:
+        classes.append("cards")
+    klass = f' class="{" ".join(classes)}"' if classes else ""
     return (
         f'<div class="scroll"><table{klass}><caption>{esc(caption)}</caption>'
         f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
     )
+
+
+def table_cell(header: str, value: Any) -> str:
+    figure_like = isinstance(value, int | float) or bool(re.fullmatch(r"[-\d.,% dhms]+|-", esc(value)))
+    klass = ' class="n"' if figure_like else ""
+    return f'<td data-label="{esc(header)}"{klass}>{esc(value)}</td>'
 
 
 def section(title: str, content: str, prefix: str = "") -> str:
@@ -464,15 +496,26 @@ h2.provider {{ font-size: 1.5rem; background: #eef3f8; border: none; padding: 0.
 .headline {{ font-size: 1.1rem; }}
 .headline span {{ font-size: 2rem; font-weight: 700; }}
 figure {{ margin: 1rem 0; }}
-figure svg {{ width: 100%; height: auto; max-width: 56rem; display: block; }}
+figure svg {{ width: 100%; height: auto; max-width: 32rem; display: block; }}
+code {{ overflow-wrap: anywhere; }}
 figcaption {{ color: var(--muted); font-size: 0.9rem; }}
 .scroll {{ overflow-x: auto; }}
 table {{ border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.92rem; }}
 caption {{ text-align: left; font-weight: 600; padding: 0.3rem 0; }}
-th, td {{ padding: 0.25rem 0.6rem; border-bottom: 1px solid var(--rule); text-align: left; white-space: nowrap; }}
-td {{ font-variant-numeric: tabular-nums; }}
+th, td {{ padding: 0.25rem 0.6rem; border-bottom: 1px solid var(--rule); text-align: left; vertical-align: top; }}
+td {{ font-variant-numeric: tabular-nums; overflow-wrap: anywhere; }}
+td.n {{ white-space: nowrap; }}
 table.stale td:first-child {{ font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 0.85rem; }}
-@media (max-width: 40rem) {{ body {{ font-size: 15px; padding: 0.6rem; }} .headline span {{ font-size: 1.6rem; }} }}
+@media (max-width: 40rem) {{
+  body {{ font-size: 15px; padding: 0.6rem; }} .headline span {{ font-size: 1.6rem; }}
+  figure svg {{ max-width: 100%; }}
+  table.cards, table.cards caption, table.cards tbody, table.cards tr {{ display: block; }}
+  table.cards thead {{ display: none; }}
+  table.cards tr {{ border-bottom: 1px solid var(--rule); padding: 0.3rem 0; }}
+  table.cards td {{ display: grid; grid-template-columns: minmax(6rem, 40%) 1fr; gap: 0.6rem; border: none;
+                   padding: 0.05rem 0; white-space: normal; }}
+  table.cards td::before {{ content: attr(data-label); color: var(--muted); }}
+}}
 @media print {{ body {{ max-width: none; }} section {{ break-inside: avoid-page; }} .scroll {{ overflow: visible; }} }}
 </style>
 </head>

@@ -104,3 +104,53 @@ def test_html_to_stdout_and_a_failed_write_leaves_the_old_page(fake: Fake, workd
     finally:
         subprocess.run(["umount", "-l", str(folder)], check=False)
     assert cli("report", "--output", "x.html").exit_code == 2
+
+
+MEASURE = """<script>
+const width = document.documentElement.clientWidth;
+const outside = [];
+for (const element of document.body.querySelectorAll("*")) {
+  const box = element.getBoundingClientRect();
+  if (box.width && (box.right > width + 0.5 || box.left < -0.5)) {
+    outside.push(element.tagName + " " + element.textContent.slice(0, 40));
+  }
+}
+const frames = [...document.querySelectorAll(".scroll")];
+const hidden = frames.filter(frame => frame.scrollWidth > frame.clientWidth + 1).length;
+let smallest = 1000, small = "";
+for (const text of document.querySelectorAll("figure svg text")) {
+  const matrix = text.getScreenCTM();
+  const scale = Math.sqrt(Math.abs(matrix.a * matrix.d - matrix.b * matrix.c));
+  const size = parseFloat(getComputedStyle(text).fontSize) * scale;
+  if (size < smallest) { smallest = size; small = text.textContent; }
+}
+parent.document.body.dataset.layout = JSON.stringify(
+  {width, outside, hidden, smallest, small, page: document.documentElement.scrollWidth});
+</script>"""
+
+
+def test_the_html_report_fits_a_phone_and_a_desktop(workdir: Path) -> None:
+    """At 390 and 1,280 CSS px: nothing wider than the page, no table scrolled out of sight, chart text >= 9 px."""
+    import html
+    import json
+
+    for provider in ("cohere", "together", "openai"):
+        assert cli("demo", "--provider", provider).exit_code == 0
+    page = workdir / "report.html"
+    assert cli("report", "--format", "html", "--output", str(page)).exit_code == 0
+    inner = html.escape(page.read_text().replace("</body>", MEASURE + "</body>"))
+    measured = workdir / "measured.html"
+    for width in (390, 1280):  # headless Chromium's window is at least 500 px wide: a phone is an iframe in it
+        frame = f'<iframe style="border:0;width:{width}px;height:3000px" srcdoc="{inner}"></iframe>'
+        measured.write_text(f'<!doctype html><body style="margin:0">{frame}</body>')
+        with ForwardProxy() as proxy:
+            dom = browse(measured, proxy, "--window-size=1400,3000", "--dump-dom")
+        found = re.search(r'data-layout="([^"]*)"', dom.stdout)
+        assert found, dom.stderr[-2000:]
+        layout = json.loads(html.unescape(found.group(1)))
+        assert layout["width"] == width and layout["page"] <= layout["width"], layout
+        assert layout["outside"] == [], f"at {width} px: {layout['outside'][:5]}"
+        assert layout["hidden"] == 0, f"at {width} px, {layout['hidden']} tables need scrolling"
+        assert 9 <= layout["smallest"] < 1000, (
+            f"at {width} px the smallest chart text is {layout['smallest']:.1f} px: {layout['small']!r}"
+        )
