@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from pipelines import config, providers
 
@@ -29,6 +30,14 @@ EXIT_CODES = (
     "The last line says what happened."
 )
 
+
+class PlainUsage(TyperCommand):
+    """A command whose usage line names its required argument ``DIRECTORY``, as click does, not ``{DIRECTORY}``."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [piece.replace("{", "").replace("}", "") for piece in super().collect_usage_pieces(ctx)]
+
+
 app = typer.Typer(
     help="Load the status history of fine-tuning jobs (Cohere's models, Together AI's jobs) into a local warehouse "
     "and analyse it.",
@@ -41,8 +50,8 @@ Destination = Annotated[
     str,
     typer.Option(
         "--destination",
-        help="Any dlt destination (duckdb, postgres, motherduck, bigquery, snowflake, filesystem, ...); "
-        "credentials the dlt way, e.g. DESTINATION__POSTGRES__CREDENTIALS.",
+        help="A dlt SQL destination: duckdb (a local file, the default), postgres, motherduck, bigquery, snowflake, "
+        "...; credentials the dlt way, e.g. DESTINATION__POSTGRES__CREDENTIALS.",
     ),
 ]
 ModelIds = Annotated[
@@ -60,6 +69,9 @@ ProviderName = Annotated[
         + ". Each loads its own dataset in the same warehouse.",
     ),
 ]
+NAMES = ", ".join(providers.all_providers())
+CheckedProvider = Annotated[str, typer.Option("--provider", help=f"Whose fine-tunes to check: {NAMES}.")]
+SimulatedProvider = Annotated[str, typer.Option("--provider", help=f"Whose API to simulate: {NAMES}.")]
 PageSize = Annotated[int, typer.Option("--page-size", help="Items per API page (1-1000).")]
 Concurrency = Annotated[int, typer.Option("--concurrency", help="Requests in flight at once.")]
 RequestsPerMinute = Annotated[
@@ -368,6 +380,9 @@ def views(destination: Destination = "duckdb") -> None:
         from pipelines.runner import make_pipeline, writing
         from pipelines.views import create_views, has_dataset
 
+        config.check_destination(destination)
+        if destination == "duckdb":
+            config.existing_warehouse("views")  # views over no loads would make an empty warehouse
         created: list[str] = []
         with writing(config.pipelines_dir(destination), destination):  # readers never in its way, as for a run
             for provider in providers.all_providers().values():
@@ -437,14 +452,14 @@ def check(
         int, typer.Option("--min-resolved", help="Judge the failure rate only with at least this many resolved.")
     ] = 5,
     output_format: Annotated[str, typer.Option("--format", help="table (a line per problem) or json.")] = "table",
-    provider: ProviderName = providers.DEFAULT,
+    provider: CheckedProvider = providers.DEFAULT,
     verbose: Annotated[
         bool, typer.Option("--verbose", help="Say so when nothing is wrong (silent by default).")
     ] = False,
     prometheus: PrometheusFile = None,
 ) -> None:
     """Alerting: judge the warehouse (no API call, no lock); a line per problem on stdout, silent when all is well.
-    One provider's dataset per call (--provider, default cohere)."""
+    One provider per call (--provider, default cohere)."""
     if output_format not in ("table", "json"):
         finish("error: --format must be table or json", EXIT_USAGE)
 
@@ -488,12 +503,12 @@ def status(
     guarded(action)
 
 
-@app.command()
+@app.command(cls=PlainUsage)
 def export(
-    directory: Annotated[Path, typer.Argument(help="Folder to write Parquet files into.")],
+    directory: Annotated[Path, typer.Argument(help="Folder to write Parquet files into.", metavar="DIRECTORY")],
     tables: Annotated[
         str | None,
-        typer.Option("--tables", help="Comma-separated tables and views to export [default: all]."),
+        typer.Option("--tables", help="Comma-separated tables and views to export (default: all of them)."),
     ] = None,
 ) -> None:
     """Write every table and view as Parquet under DIRECTORY; a repeat export replaces the previous one."""
@@ -509,7 +524,7 @@ def export(
 
 @app.command("fake-api")
 def fake_api(
-    provider: ProviderName = providers.DEFAULT,
+    provider: SimulatedProvider = providers.DEFAULT,
     port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 8000,
     models: Annotated[int, typer.Option("--models", help="Simulated models (Together AI: jobs).")] = 60,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the generated world.")] = 7,

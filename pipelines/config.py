@@ -188,11 +188,42 @@ def local_state(working_dir: Path) -> dict[str, Any]:
 
 
 def existing_warehouse(command: str) -> Path:
-    """The local DuckDB file that ``command`` reads; ConfigError when there is none."""
+    """The local DuckDB file that ``command`` reads; ConfigError, saying where the path came from, when there is
+    none."""
     path = duckdb_path()
     if not path.is_file():
-        raise ConfigError(f"no warehouse at {path}: run `cohere-events run` (or `demo`) here first")
+        raise ConfigError(
+            f"no warehouse at {path} ({warehouse_origin(path)}): run `cohere-events run` (or `demo`) first"
+        )
     return path
+
+
+def warehouse_origin(path: Path) -> str:
+    """Where the warehouse's path came from, for a user who expected another one."""
+    for variable in ("DESTINATION__DUCKDB__CREDENTIALS", "DESTINATION__DUCKDB__CREDENTIALS__DATABASE"):
+        if os.environ.get(variable):
+            return f"from {variable}"
+    if path.parent != Path.cwd().resolve():
+        return "where this folder's dlt state or .dlt/config.toml places it"
+    return "the default, in this folder"
+
+
+SQL_DESTINATIONS = "duckdb (the default), postgres, motherduck, bigquery, snowflake or another dlt SQL destination"
+
+
+def check_destination(name: str) -> None:
+    """ConfigError, in one line, for a destination dlt does not know or one that cannot merge."""
+    from dlt.common.destination import Destination
+
+    if name == "filesystem":
+        raise ConfigError(
+            "the filesystem destination cannot merge plain files, so every run would duplicate the events it "
+            "re-reads; load a SQL destination and use `cohere-events export DIR` for a Parquet lake"
+        )
+    try:
+        Destination.from_reference(name)
+    except Exception:
+        raise ConfigError(f"unknown destination {name!r}: use {SQL_DESTINATIONS}") from None
 
 
 def pipelines_dir(destination: str, dataset: str = DATASET_NAME) -> Path:

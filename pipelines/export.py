@@ -30,6 +30,7 @@ import duckdb
 
 from pipelines import config, locks, providers
 from pipelines.providers import Provider
+from pipelines.words import plural
 
 INTERNAL_VIEWS = {"failure_rate_groups"}  # what the failure_rates views select from; not exported
 PARTITION = ("created_at", "month")  # the events table of each provider: (timestamp column, partition column)
@@ -187,7 +188,7 @@ def write_each(connection: duckdb.DuckDBPyConnection, items: list[Item], staging
     results: dict[str, Exported] = {}
     for index, item in enumerate(items, 1):
         result = results[item.key] = write_one(connection, item, staging)
-        progress(f"[{index}/{len(items)}] {item.key}: {result.rows} rows, {result.files} files")
+        progress(f"[{index}/{len(items)}] {item.key}: {plural(result.rows, 'row')}, {plural(result.files, 'file')}")
     return results
 
 
@@ -427,7 +428,7 @@ def summary_line(target: Path, results: dict[str, Exported], seconds: float) -> 
     rows = sum(result.rows for result in results.values())
     size = sum(result.bytes for result in results.values())
     return (
-        f"exported {len(results)} tables and views to {target}: {files} files, {rows} rows, "
+        f"exported {len(results)} tables and views to {target}: {plural(files, 'file')}, {plural(rows, 'row')}, "
         f"{human_bytes(size)} in {seconds:.1f} s"
     )
 

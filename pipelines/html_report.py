@@ -23,7 +23,8 @@ import duckdb
 
 from pipelines import config, locks, providers
 from pipelines.providers import Provider
-from pipelines.report import duration, metric, percent, plural, provider_section, read_report
+from pipelines.report import duration, metric, percent, provider_section, read_report
+from pipelines.words import plural
 
 EXTRA_QUERIES = {
     "failure_rates_weekly_all": "select * from {schema}.failure_rates_weekly order by cohort_week",
@@ -106,7 +107,7 @@ def summary_words(report: dict[str, Any]) -> str:
         rate, items = section["failure_rate"], provider.items
         overall = f"no resolved {items}" if not rate or rate["failure_rate"] is None else percent(rate["failure_rate"])
         stale = len(section[provider.module("lifecycle").VIEW_NAMES["stale"]])
-        text = f"failure rate {overall}, {stale} stale {provider.item if stale == 1 else items}"
+        text = f"failure rate {overall}, {plural(stale, 'stale ' + provider.item, 'stale ' + items)}"
         parts.append(text if name == providers.DEFAULT else f"{name}: {text}")
     return "; ".join(parts)
 
@@ -271,7 +272,7 @@ def stale_section(data: dict[str, Any], words: Words) -> str:
     if not rows:
         return section(title, f"<p>No {item} has been {under_way} for over 48 hours.</p>", words.prefix)
     table = html_table(
-        f"{len(rows)} {item if len(rows) == 1 else items} {under_way} for over 48 hours",
+        f"{plural(len(rows), item, items)} {under_way} for over 48 hours",
         [f"{item} id", "name", "status", "since (UTC)", "stuck for"],
         rows,
         css="stale",

@@ -21,6 +21,7 @@ from rich.console import Console
 from pipelines import config, locks, providers
 from pipelines.layout import Column, Grid, Kind, fit
 from pipelines.providers import Provider
+from pipelines.words import plural
 
 RECENT_WEEKS = 8
 DEFAULT_PIPED_WIDTH = 120  # cron mail and files: wide enough for every table side by side
@@ -266,11 +267,6 @@ def providers_grid(report: dict[str, Any]) -> Grid:
             ]
         )
     return Grid("Providers: first attempts and timings", columns, rows)
-
-
-def plural(count: int, noun: str) -> str:
-    """``1 job``, ``2 jobs``."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def grids(section: dict[str, Any], provider: Provider) -> list[Grid]:

@@ -35,6 +35,7 @@ from pipelines.http import ApiError
 from pipelines.memory import cgroup_room_bytes, fix_mmap_threshold, imports_out_of_gc, release_free_memory
 from pipelines.providers import Provider, provider_of
 from pipelines.warehouse_state import trust_the_warehouse, warehouse_state_hash
+from pipelines.words import plural
 
 # DuckDB's buffer pool for a run's load, beyond which it spills to a temporary folder beside the warehouse: without
 # a cap it keeps every block the load writes in memory, and a run's peak grows with the events it loads. Part of what
@@ -129,11 +130,7 @@ class LoadOptions:
         for message, ok in checks.items():
             if not ok:
                 raise config.ConfigError(message)
-        if self.destination == "filesystem":
-            raise config.ConfigError(
-                "the filesystem destination cannot merge plain files, so every run would duplicate the events it "
-                "re-reads; load a SQL destination and use `cohere-events export DIR` for a Parquet lake"
-            )
+        config.check_destination(self.destination)
 
 
 @dataclass
@@ -166,19 +163,20 @@ class LoadSummary:
         if self.paged_in_full:
             found.append(
                 f"warning: the API did not list {self.first_out_of_order} newest first (it may ignore order_by); "
-                f"{self.paged_in_full} models were paged to the end, so nothing was lost, at the cost of more requests"
+                f"{plural(self.paged_in_full, self.item)} paged to the end, so nothing was lost, at the cost of more "
+                "requests"
             )
         if self.future_dated:
             found.append(
-                f"warning: {self.first_future_dated}; {self.future_dated} models have such events: their cursors "
-                "stay at the API's clock, so later events still load"
+                f"warning: {self.first_future_dated}; {plural(self.future_dated, self.item)} with such events: "
+                "their cursors stay at the API's clock, so later events still load"
             )
         for kind, values in self.oddities.items():
             common = ", ".join(f"{value} ({count})" for value, count in values.most_common(3))
             found.append(f"warning: {values.total()} {kind}: {common}; stored as served")
         if self.restarted:
             found.append(
-                f"note: {self.restarted} {self.item}{'s' if self.restarted != 1 else ''} started training again from "
+                f"note: {plural(self.restarted, self.item)} started training again from "
                 "an earlier step (retrained under the same id, or restarted): their stored training metrics were "
                 "replaced with the curve of the last attempt"
             )
@@ -186,12 +184,13 @@ class LoadSummary:
 
     def line(self) -> str:
         text = (
-            f"loaded {self.models} {self.item}s, {self.new_events} new events, {self.new_metric_rows} new metric "
-            f"values in {self.seconds:.1f} s ({self.requests} requests, {self.retries} retries; "
-            f"fetched {self.fetched} {self.item}s, skipped {self.unchanged} unchanged)"
+            f"loaded {plural(self.models, self.item)}, {plural(self.new_events, 'new event')}, "
+            f"{plural(self.new_metric_rows, 'new metric value')} in {self.seconds:.1f} s "
+            f"({plural(self.requests, 'request')}, {plural(self.retries, 'retry', 'retries')}; "
+            f"fetched {plural(self.fetched, self.item)}, skipped {self.unchanged} unchanged)"
         )
         if self.paged_in_full:
-            text += f"; paged {self.paged_in_full} {self.item}s in full: the API did not list them newest first"
+            text += f"; paged {plural(self.paged_in_full, self.item)} in full: the API did not list them newest first"
         if self.skipped:
             text += f"; skipped {len(self.skipped)}: {'; '.join(self.skipped[:3])}"
         if self.finished_pending:

@@ -172,7 +172,7 @@ def test_a_run_killed_after_extraction_marks_nothing_as_seen(fake: Fake, workdir
     shutil.rmtree(pipelines_dir("duckdb"))  # the extracted package and the local state go with the host
     result = cli("run")
     assert result.exit_code == 0, result.stderr
-    assert "fetched 1 models" in result.stdout
+    assert "fetched 1 model" in result.stdout
     assert_exact(fake.world)
 
 
@@ -274,7 +274,7 @@ def test_a_warehouse_loaded_before_the_upgrade_keeps_loading_exactly(fake: Fake,
     }
     result = cli("run", "--page-size", "100")
     assert result.exit_code == 0, result.stderr
-    assert "loaded 25 models, 1 new events" in result.stdout
+    assert "loaded 25 models, 1 new event," in result.stdout
     assert requests_of(fake, "list_events") == len(fake.world.models)  # one page each: from the old cursors
     assert_exact(fake.world)
     assert query("select count(*) from cohere_finetuning.training_step_metrics")[0][0] > 0

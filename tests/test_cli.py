@@ -75,3 +75,50 @@ def test_bad_demo_and_fake_api_numbers_are_one_line_and_exit_2(workdir: Path) ->
         done = cli("fake-api", "--port", str(port))
     assert done.exit_code == 2
     assert done.stderr.strip().splitlines() == [f"error: cannot serve on 127.0.0.1:{port}: Address already in use"]
+
+
+def test_an_unknown_destination_is_one_line_naming_the_ones_to_use(fake: Fake, workdir: Path) -> None:
+    for command in (["run"], ["views"]):
+        done = cli(*command, "--destination", "nosuchdest")
+        assert done.exit_code == 2
+        (line,) = done.stderr.strip().splitlines()
+        assert line.startswith("error: unknown destination 'nosuchdest': use duckdb") and "postgres" in line
+    assert "filesystem" not in " ".join(cli("run", "--help").stdout.split())  # run refuses it, so help never offers it
+    assert not (workdir / "cohere_events.duckdb").exists()
+
+
+def test_views_without_a_warehouse_says_so_and_makes_none(workdir: Path) -> None:
+    done = cli("views")
+    assert done.exit_code == 2
+    assert "no warehouse at" in done.stderr and "(the default, in this folder)" in done.stderr
+    assert not (workdir / "cohere_events.duckdb").exists()
+
+
+def test_no_warehouse_names_where_its_path_came_from(workdir: Path) -> None:
+    elsewhere = workdir / "elsewhere.duckdb"
+    done = cli("report", env={"DESTINATION__DUCKDB__CREDENTIALS": str(elsewhere)})
+    assert done.exit_code == 2
+    assert f"no warehouse at {elsewhere} (from DESTINATION__DUCKDB__CREDENTIALS)" in done.stderr
+    assert "here first" not in done.stderr
+
+
+def test_help_texts_say_what_they_mean() -> None:
+    export = " ".join(cli("export", "--help").stdout.replace("│", " ").split())
+    assert "export [OPTIONS] DIRECTORY" in export and "{" not in export
+    assert "to export (default: all of them)" in export
+    for command, words in (("check", "Whose fine-tunes to check"), ("fake-api", "Whose API to simulate")):
+        text = " ".join(cli(command, "--help").stdout.replace("│", " ").split())
+        assert words in text and "dataset" not in text.split("--provider")[1].split("--")[0]
+
+
+def test_counts_of_one_are_singular(fake: Fake, workdir: Path) -> None:
+    from pipelines.words import plural
+
+    assert (plural(1, "request"), plural(2, "request"), plural(1, "retry", "retries")) == (
+        "1 request",
+        "2 requests",
+        "1 retry",
+    )
+    assert cli("run").exit_code == 0
+    again = cli("run", "--model-id", next(iter(fake.world.models)))
+    assert again.exit_code == 0 and "loaded 1 model," in again.stdout and "fetched 1 model," in again.stdout

@@ -100,7 +100,7 @@ def test_timeouts_are_retried(fake: Fake) -> None:
     fake.api.inject(f"{next(iter(fake.world.models))}/events", "timeout")
     result = cli("run", "--timeout", "0.5", "--requests-per-minute", "500")  # no other request near the stall
     assert result.exit_code == 0, result.stderr
-    assert "1 retries" in result.stdout
+    assert "1 retry" in result.stdout
     assert set(warehouse_events()) == expected_events(fake.world)
 
 

@@ -202,7 +202,7 @@ def test_a_dropped_connection_is_retried(fake: Fake) -> None:
     fake.api.inject("/events", "drop")
     result = cli("run")
     assert result.exit_code == 0, result.stderr
-    assert "1 retries" in result.stdout
+    assert "1 retry" in result.stdout
     assert set(warehouse_events()) == expected_events(fake.world)
 
 
