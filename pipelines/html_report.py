@@ -48,6 +48,8 @@ INK, BAND, ACCENT = "#1f3b57", "#9fc3e6", "#c0392b"
 # between about 10 and 17 CSS px: legible on a phone, about the page's own text on a desktop.
 CHART_WIDTH = 4.8
 MAX_WEEK_TICKS = 8
+# cells that never wrap: numbers, percentages and intervals, durations, timestamps
+FIGURE = re.compile(r"[\d.,%:\- ]+(to [\d.,%]+)?|\d+[dhms]( \d+[dhms])?|-")
 CARD_WIDTH_CH = 44  # a table whose widest row needs more characters than this becomes cards on a phone
 
 
@@ -117,7 +119,11 @@ def summary_words(report: dict[str, Any]) -> str:
 
 def render(report: dict[str, Any]) -> str:
     """The page: with several providers, their headline side by side, then each one's sections under its name."""
-    as_of = report["data_as_of"]
+    lines = report["providers"].values()
+    if len(lines) > 1:
+        as_of = "; ".join(f"{line['title']} {moment(line['data_as_of'])}" for line in lines)
+    else:
+        as_of = moment(report["data_as_of"])
     several = len(report["providers"]) > 1
     blocks = [providers_section(report)] if several else []
     for name in report["providers"]:
@@ -127,10 +133,14 @@ def render(report: dict[str, Any]) -> str:
         blocks.append(provider_sections(provider_section(report, name), provider))
     return PAGE.format(
         title="Fine-tuning lifecycle report",
-        as_of=esc("no load yet" if as_of is None else as_of[:19].replace("T", " ") + " UTC"),
+        as_of=esc(as_of),
         warehouse=esc(report["warehouse"]),
         body="\n".join(blocks),
     )
+
+
+def moment(as_of: str | None) -> str:
+    return "no load yet" if as_of is None else as_of[:19].replace("T", " ") + " UTC"
 
 
 @dataclass(frozen=True)
@@ -459,7 +469,7 @@ def html_table(caption: str, headers: list[str], rows: list[list[Any]], css: str
 
 
 def table_cell(header: str, value: Any) -> str:
-    figure_like = isinstance(value, int | float) or bool(re.fullmatch(r"[-\d.,% dhms]+|-", esc(value)))
+    figure_like = isinstance(value, int | float) or bool(FIGURE.fullmatch(esc(value)))
     klass = ' class="n"' if figure_like else ""
     return f'<td data-label="{esc(header)}"{klass}>{esc(value)}</td>'
 
