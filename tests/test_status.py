@@ -177,7 +177,8 @@ def test_status_without_a_warehouse_is_a_usage_error_and_creates_nothing(fake: F
     result = cli("status")
     assert result.exit_code == 2
     assert result.stderr.strip() == (
-        f"error: no warehouse at {workdir / 'cohere_events.duckdb'}: run `cohere-events run` (or `demo`) here first"
+        f"error: no warehouse at {workdir / 'cohere_events.duckdb'} (the default, in this folder): "
+        "run `cohere-events run` (or `demo`) first"
     )
     assert sorted(path.name for path in workdir.iterdir()) == []
     assert cli("status", "--format", "yaml").exit_code == 2

@@ -10,6 +10,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import duckdb
+
 from pipelines.providers.cohere.simulator import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World
 from tests.support import NOW, Fake, cli, expected_events, query, warehouse_events
 
@@ -57,9 +59,13 @@ def kill_after_extract(fake: Fake) -> None:
     assert killed.returncode == -signal.SIGKILL
 
 
-def test_deleting_the_warehouse_then_creating_views_then_running_reloads_everything(fake: Fake) -> None:
+def test_dropping_the_dataset_then_creating_views_then_running_reloads_everything(fake: Fake) -> None:
     assert cli("run").exit_code == 0
     WAREHOUSE.unlink()
+    assert cli("views").exit_code == 2 and not WAREHOUSE.exists()  # no warehouse: views makes none
+    assert cli("run").exit_code == 0
+    with duckdb.connect(str(WAREHOUSE)) as con:
+        con.execute("drop schema cohere_finetuning cascade")
     assert cli("views").exit_code == 0  # makes the dataset, without dlt's state
     result = cli("run")
     assert result.exit_code == 0, result.stderr
