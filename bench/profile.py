@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import API_KEY, CONCURRENCY, PAGE_SIZE, server  # noqa: E402
+from run import API_KEY, CONCURRENCY, PAGE_SIZE, server
 
 SCENARIOS = {"slow": {"models": 300, "latency_ms": 30.0}, "big": {"models": 200, "spells": 940}}
 # where a run's time goes, by the function that owns each step (totals, callees included)
@@ -99,7 +99,7 @@ def main() -> None:
     for step, function in STEPS.items():
         seconds = totals.get(function, 0.0) if function != "<module>" else duration - totals.get("run", duration)
         print(f"| {step} | {seconds:.2f} | {100 * seconds / duration:.0f} % |")
-    print(f"\n| function (own time) | seconds |\n|---|---:|")
+    print("\n| function (own time) | seconds |\n|---|---:|")
     for name, seconds in sorted(own.items(), key=lambda item: -item[1])[: args.top]:
         print(f"| `{name}` | {seconds:.2f} |")
 
