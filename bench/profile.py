@@ -23,6 +23,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from run import API_KEY, CONCURRENCY, PAGE_SIZE, server
 
+# the command line's own entry, under the profiler: `cohere-events` ends in os._exit, which would lose the profile
+DRIVER = """
+import sys
+from pyinstrument import Profiler
+from pyinstrument.renderers import JSONRenderer
+out, sys.argv = sys.argv[1], ["cohere-events", *sys.argv[2:]]
+profiler = Profiler(interval=0.01)
+profiler.start()
+from pipelines.cli import app
+try:
+    app()
+except SystemExit as done:
+    code = done.code
+profiler.stop()
+open(out, "w").write(JSONRenderer().render(profiler.last_session))
+profiler.last_session.save(out.replace(".json", ".pyisession"))
+sys.exit(code)
+"""
 SCENARIOS = {"slow": {"models": 300, "latency_ms": 30.0}, "big": {"models": 200, "spells": 940}}
 # where a run's time goes, by the function that owns each step (totals, callees included)
 STEPS = {
@@ -49,9 +67,8 @@ def profile(scenario: str, html: Path | None) -> dict[str, object]:
             "RUNTIME__LOG_LEVEL": "WARNING",
         }
         options = ["--page-size", str(PAGE_SIZE), "--concurrency", str(CONCURRENCY), "--requests-per-minute", "0"]
-        command = [sys.executable, "-m", "pyinstrument", "-r", "json", "-o", str(session), "-m", "pipelines.cli"]
         done = subprocess.run(
-            [*command, "run", *options, "--no-metrics", "--quiet"],
+            [sys.executable, "-c", DRIVER, str(session), "run", *options, "--no-metrics", "--quiet"],
             cwd=workdir,
             env=env,
             capture_output=True,
@@ -60,11 +77,11 @@ def profile(scenario: str, html: Path | None) -> dict[str, object]:
         )
         if done.returncode != 0:
             raise SystemExit(f"the profiled run failed: {done.stderr.strip()[-500:]}")
-        if html:
-            subprocess.run(
-                [sys.executable, "-m", "pyinstrument", "--load", str(session), "-r", "html", "-o", str(html)],
-                check=True,
-            )
+    if html:
+        from pyinstrument.renderers import HTMLRenderer
+        from pyinstrument.session import Session
+
+        html.write_text(HTMLRenderer().render(Session.load(str(session.with_suffix(".pyisession")))))
     return json.loads(session.read_text())
 
 

@@ -213,13 +213,15 @@ SQL_DESTINATIONS = "duckdb (the default), postgres, motherduck, bigquery, snowfl
 
 def check_destination(name: str) -> None:
     """ConfigError, in one line, for a destination dlt does not know or one that cannot merge."""
-    from dlt.common.destination import Destination
-
     if name == "filesystem":
         raise ConfigError(
             "the filesystem destination cannot merge plain files, so every run would duplicate the events it "
             "re-reads; load a SQL destination and use `cohere-events export DIR` for a Parquet lake"
         )
+    if name == "duckdb":
+        return  # the default, which every run resolves anyway
+    from dlt.common.destination import Destination
+
     try:
         Destination.from_reference(name)
     except Exception:

@@ -424,15 +424,17 @@ def load_once(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
         pipeline = make_pipeline(options.destination, options.progress, provider)
         with writing(folder, options.destination):
             with warehouse_kept_open(options.destination):
-                notes = trust_the_warehouse(pipeline)
-                events_before = count_rows(pipeline, provider.events_table)  # before a pending package: it is new
-                metrics_before = count_rows(pipeline, provider.metrics_table)
-                items = count_rows(pipeline, provider.items_table)
+                notes, stored_hash = trust_the_warehouse(pipeline)
+                # before a pending package is loaded: its rows are new
+                events_before, metrics_before, items = count_rows(
+                    pipeline, provider.events_table, provider.metrics_table, provider.items_table
+                )
                 cap_mb = merge_cap_mb(items)
             finished_pending = finish_pending(pipeline, options.destination, notes, cap_mb)
             with warehouse_kept_open(options.destination):
                 expect_simulated = warehouse_simulated(pipeline)
-                based_on = warehouse_state_hash(pipeline)
+                # the newest state the warehouse holds: as trusted above, unless a pending package just added one
+                based_on = warehouse_state_hash(pipeline) if finished_pending else stored_hash
         report = RunReport()
         source = provider.module("source").make_source(
             api_key=api_key,
@@ -461,8 +463,8 @@ def load_once(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
                 cap_mb = merge_cap_mb(items, loaded_rows)
                 load_capped(pipeline, options.destination, notes, report.restarted, cap_mb)
                 with warehouse_kept_open(options.destination):
-                    new_events = count_rows(pipeline, provider.events_table) - events_before
-                    new_metric_rows = count_rows(pipeline, provider.metrics_table) - metrics_before
+                    events_after, metrics_after = count_rows(pipeline, provider.events_table, provider.metrics_table)
+                    new_events, new_metric_rows = events_after - events_before, metrics_after - metrics_before
                     prune_state_history(pipeline)
                     views = create_views(pipeline)
         except Exception as error:
@@ -559,7 +561,7 @@ def load_capped(
 def replace_restarted(pipeline: dlt.Pipeline, restarted: Sequence[str]) -> None:
     """Delete the stored training-step metrics of models whose training started again (see fetch_metrics)."""
     provider = provider_of(pipeline)
-    if not restarted or count_rows(pipeline, provider.metrics_table) == 0:
+    if not restarted or count_rows(pipeline, provider.metrics_table) == [0]:
         return
     with pipeline.sql_client() as client:
         table = client.make_qualified_table_name(provider.metrics_table)
@@ -612,13 +614,25 @@ def prune_state_history(pipeline: dlt.Pipeline, keep: int = STATE_VERSIONS_KEPT)
         log.warning("could not delete old copies of dlt's state: %s", " ".join(str(error).split())[:200])
 
 
-def count_rows(pipeline: dlt.Pipeline, table: str) -> int:
-    """Rows in a warehouse table; 0 when it does not exist (yet). Asked of the warehouse, never of the local schema,
-    which may name tables the warehouse lost."""
+def count_rows(pipeline: dlt.Pipeline, *tables: str) -> list[int]:
+    """Rows in each warehouse table, in one query; 0 for a table that does not exist (yet). Asked of the warehouse,
+    never of the local schema, which may name tables the warehouse lost."""
     try:
         with pipeline.sql_client() as client:
-            rows = client.execute_sql(f"select count(*) from {client.make_qualified_table_name(table)}")
+            names = [client.make_qualified_table_name(table) for table in tables]
+            try:
+                rows = client.execute_sql("select " + ", ".join(f"(select count(*) from {name})" for name in names))
+                return [int(count) for count in rows[0]] if rows else [0] * len(tables)
+            except DestinationUndefinedEntity:  # one of them is not there yet: count each on its own
+                return [count_one(client, name) for name in names]
     except DestinationUndefinedEntity:  # the dataset is not there yet
+        return [0] * len(tables)
+
+
+def count_one(client: Any, name: str) -> int:
+    try:
+        rows = client.execute_sql(f"select count(*) from {name}")
+    except DestinationUndefinedEntity:
         return 0
     return int(rows[0][0]) if rows else 0
 

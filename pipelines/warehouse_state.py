@@ -56,25 +56,26 @@ def newest_stored_state(pipeline: dlt.Pipeline, columns: str) -> tuple[Any, ...]
     return tuple(rows[0]) if rows else None
 
 
-def trust_the_warehouse(pipeline: dlt.Pipeline) -> list[str]:
+def trust_the_warehouse(pipeline: dlt.Pipeline) -> tuple[list[str], str]:
     """Make the local state agree with the warehouse before a run loads anything; returns what was done, for the
-    summary (nothing in the usual case, where the two agree)."""
+    summary (nothing in the usual case, where the two agree), and the version hash of the newest state the warehouse
+    holds ("" when none), as :func:`warehouse_state_hash` gives it."""
+    newest = newest_stored_state(pipeline, "s.version_hash, s.version")
+    stored, version = (str(newest[0] or ""), newest[1]) if newest else ("", None)
     path = Path(pipeline.working_dir) / STATE_FILE
     if not path.is_file():
-        return []  # nothing local to trust: dlt restores the warehouse's state itself
+        return [], stored  # nothing local to trust: dlt restores the warehouse's state itself
     local = json_decode_state(path.read_text(encoding="utf-8"))
     source = provider_of(pipeline).dataset  # each provider's source is named after its dataset
     local_hash = str(local.get("_version_hash") or "")
-    newest = newest_stored_state(pipeline, "s.version_hash, s.version")
-    stored, version = (str(newest[0] or ""), newest[1]) if newest else ("", None)
     notes: list[str] = []
     if pipeline.has_pending_data:
         if stored in (local_hash, based_on(local, source)) or continues(local, version, source):
-            return []  # the package continues what the warehouse holds: the run finishes it first
+            return [], stored  # the package continues what the warehouse holds: the run finishes it first
         pipeline._delete_pending_packages()  # dlt's own clean-up; abort_packages would record a load in this warehouse
         notes.append(DISCARDED)
     if stored == local_hash:
-        return notes
+        return notes, stored
     row = newest_stored_state(pipeline, "s.state") if stored else None
     if row:
         write_state(path, installed(pipeline.pipeline_name, str(row[0]), local))
@@ -82,7 +83,7 @@ def trust_the_warehouse(pipeline: dlt.Pipeline) -> list[str]:
         forget_loads(local, source)
         write_state(path, local)
         notes.append("the warehouse holds no state of an earlier load: every model is read from the start")
-    return notes
+    return notes, stored
 
 
 def installed(pipeline_name: str, compressed: str, local: dict[str, Any]) -> dict[str, Any]:
