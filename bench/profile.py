@@ -31,9 +31,9 @@ from pyinstrument.renderers import JSONRenderer
 out, sys.argv = sys.argv[1], ["cohere-events", *sys.argv[2:]]
 profiler = Profiler(interval=0.01)
 profiler.start()
-from pipelines.cli import app
+import pipelines.cli
 try:
-    app()
+    pipelines.cli.app()
 except SystemExit as done:
     code = done.code
 profiler.stop()
@@ -42,16 +42,18 @@ profiler.last_session.save(out.replace(".json", ".pyisession"))
 sys.exit(code)
 """
 SCENARIOS = {"slow": {"models": 300, "latency_ms": 30.0}, "big": {"models": 200, "spells": 940}}
-# where a run's time goes, by the function that owns each step (totals, callees included)
+# where a run's time goes: each step by the function (and file) that owns it, callees included
 STEPS = {
-    "imports and start": "<module>",
-    "extract": "extract",
-    "normalize": "normalize",
-    "load": "load_capped",
-    "warehouse state": "trust_the_warehouse",
-    "row counts": "count_rows",
-    "views": "create_views",
-    "pending packages": "finish_pending",
+    "the command line and its imports": ("<module>", "cli.py"),
+    "importing dlt, pyarrow, httpx (pipelines.runner)": ("<module>", "runner.py"),
+    "opening the warehouse": ("warehouse_kept_open", "runner.py"),
+    "warehouse state (trust the warehouse)": ("trust_the_warehouse", "warehouse_state.py"),
+    "row counts": ("count_rows", "runner.py"),
+    "dlt state sync": ("warehouse_simulated", "runner.py"),
+    "extract (the API; the main thread waits for it)": ("extract", "pipeline.py"),
+    "normalize": ("normalize", "pipeline.py"),
+    "load": ("load_capped", "runner.py"),
+    "views": ("create_views", "views.py"),
 }
 
 
@@ -85,17 +87,20 @@ def profile(scenario: str, html: Path | None) -> dict[str, object]:
     return json.loads(session.read_text())
 
 
-def walk(frame: dict[str, object], own: dict[str, float], totals: dict[str, float], stack: tuple[str, ...]) -> None:
-    name = f"{frame['function']} ({Path(str(frame['file_path_short'])).name}:{frame['line_no']})"
+def walk(
+    frame: dict[str, object], own: dict[str, float], totals: dict[tuple[str, str], float], stack: frozenset[object]
+) -> None:
+    file = Path(str(frame["file_path_short"])).name
+    name = f"{frame['function']} ({file}:{frame['line_no']})"
     children = frame.get("children") or []
     assert isinstance(children, list)
-    self_time = float(frame["time"]) - sum(float(child["time"]) for child in children)  # type: ignore[arg-type]
-    own[name] = own.get(name, 0.0) + self_time
-    function = str(frame["function"])
-    if function not in stack:  # count a recursive function once
-        totals[function] = totals.get(function, 0.0) + float(frame["time"])  # type: ignore[arg-type]
+    seconds = float(frame["time"])  # type: ignore[arg-type]
+    own[name] = own.get(name, 0.0) + seconds - sum(float(child["time"]) for child in children)
+    key = (str(frame["function"]), file)
+    if key not in stack:  # a recursive call counts once
+        totals[key] = totals.get(key, 0.0) + seconds
     for child in children:
-        walk(child, own, totals, (*stack, function))
+        walk(child, own, totals, stack | {key})
 
 
 def main() -> None:
@@ -108,13 +113,13 @@ def main() -> None:
     root = session["root_frame"]
     assert isinstance(root, dict)
     own: dict[str, float] = {}
-    totals: dict[str, float] = {}
-    walk(root, own, totals, ())
+    totals: dict[tuple[str, str], float] = {}
+    walk(root, own, totals, frozenset())
     duration = float(session["duration"])  # type: ignore[arg-type]
     print(f"{args.scenario}: {duration:.2f} s profiled (pyinstrument, wall clock)\n")
     print("| step | seconds | share |\n|---|---:|---:|")
-    for step, function in STEPS.items():
-        seconds = totals.get(function, 0.0) if function != "<module>" else duration - totals.get("run", duration)
+    for step, key in STEPS.items():
+        seconds = totals.get(key, 0.0)
         print(f"| {step} | {seconds:.2f} | {100 * seconds / duration:.0f} % |")
     print("\n| function (own time) | seconds |\n|---|---:|")
     for name, seconds in sorted(own.items(), key=lambda item: -item[1])[: args.top]:
