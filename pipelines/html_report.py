@@ -23,7 +23,7 @@ import duckdb
 
 from pipelines import config, locks, providers
 from pipelines.providers import Provider
-from pipelines.report import duration, metric, percent, provider_section, read_report
+from pipelines.report import duration, metric, moment, percent, provider_section, read_report
 from pipelines.words import plural
 
 EXTRA_QUERIES = {
@@ -137,10 +137,6 @@ def render(report: dict[str, Any]) -> str:
         warehouse=esc(report["warehouse"]),
         body="\n".join(blocks),
     )
-
-
-def moment(as_of: str | None) -> str:
-    return "no load yet" if as_of is None else as_of[:19].replace("T", " ") + " UTC"
 
 
 @dataclass(frozen=True)

@@ -155,8 +155,14 @@ def header(report: dict[str, Any]) -> str:
 
 
 def as_of(section: dict[str, Any]) -> str:
-    moment = section["data_as_of"]
-    return "no load yet" if moment is None else f"data as of {moment[:19].replace('T', ' ')} UTC"
+    """``data as of <moment>``, or ``no load yet``."""
+    value = section["data_as_of"]
+    return "no load yet" if value is None else f"data as of {moment(value)}"
+
+
+def moment(value: str | None) -> str:
+    """An ISO 8601 UTC time for people, to the second: ``2026-12-07 12:35:57 UTC``; ``no load yet`` for None."""
+    return "no load yet" if value is None else value[:19].replace("T", " ") + " UTC"
 
 
 def records(result: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
@@ -349,7 +355,7 @@ def summary(report: dict[str, Any]) -> str:
             else:
                 succeeded = provider.module("lifecycle").SUCCEEDED
                 text += f", no failure rate yet (no {item} {succeeded} or failed)"
-            text += f", {stale} stale {plural(stale, item).split(' ', 1)[1]}"
+            text += f", {plural(stale, f'stale {item}')}"
         parts.append(text if name == providers.DEFAULT else f"{name}: {text}")
     first = parts[0]
     if first == "no models":

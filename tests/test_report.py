@@ -22,8 +22,11 @@ EVENTS = [
 ]
 
 
-def report(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "160", "DLT_DATA_DIR": str(cwd / ".dlt-data")}
+def report(cwd: Path, *args: str, columns: str | None = "160") -> subprocess.CompletedProcess[str]:
+    """``report`` in ``cwd`` as a separate process, its output piped; ``columns``: its COLUMNS (None: unset)."""
+    env = {**os.environ, "COLUMNS": columns or "", "DLT_DATA_DIR": str(cwd / ".dlt-data")}
+    if columns is None:
+        del env["COLUMNS"]
     return subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "report", *args],
         cwd=cwd,

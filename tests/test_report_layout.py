@@ -16,6 +16,7 @@ import pytest
 
 from pipelines.layout import Column, Grid, fit, shortened
 from tests.support import cli
+from tests.test_report import report
 
 WIDTHS = (80, 100, 120)
 RULES = "│┃┏┓┗┛┡┩┣┫━─┳┻╇┠┨┯┷┼╋└┘┌┐├┤┬┴"
@@ -51,17 +52,10 @@ def words_of(warehouse: Path) -> set[str]:
     return words
 
 
-def run_report(workdir: Path, *args: str, **popen: object) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DLT_DATA_DIR": str(workdir / ".dlt-data"), **popen.pop("env", {})}  # type: ignore[dict-item]
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "report", *args],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        **popen,  # type: ignore[call-overload]
-    )
+def run_report(workdir: Path, *args: str, columns: str | None = "160") -> subprocess.CompletedProcess[str]:
+    done = report(workdir, *args, columns=columns)
+    assert done.returncode == 0, done.stderr
+    return done
 
 
 def is_shortened(token: str, known: set[str]) -> bool:
@@ -86,7 +80,7 @@ def assert_fits(text: str, width: int, known: set[str]) -> None:
 
 @pytest.mark.parametrize("width", WIDTHS)
 def test_the_piped_report_fits_columns(demo_warehouse: Path, width: int) -> None:
-    done = run_report(demo_warehouse, env={"COLUMNS": str(width)})
+    done = run_report(demo_warehouse, columns=str(width))
     assert_fits(done.stdout, width, words_of(demo_warehouse))
     assert "Time in status" in done.stdout and "Diverged trainings" in done.stdout
     if width == 80:
@@ -121,24 +115,16 @@ def test_the_report_in_a_terminal_fits_its_width(demo_warehouse: Path) -> None:
 
 
 def test_piped_without_columns_is_120_wide(demo_warehouse: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
-    done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "report"],
-        cwd=demo_warehouse,
-        env={**env, "DLT_DATA_DIR": str(demo_warehouse / ".dlt-data")},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    done = run_report(demo_warehouse, columns=None)
     widest = max(len(line) for line in done.stdout.splitlines()[:-1])
     assert 100 < widest <= 120
 
 
 def test_each_provider_says_how_old_its_data_is(demo_warehouse: Path) -> None:
-    report = json.loads(run_report(demo_warehouse, "--format", "json").stdout)
-    text = run_report(demo_warehouse, env={"COLUMNS": "100"}).stdout
+    found = json.loads(run_report(demo_warehouse, "--format", "json").stdout)
+    text = run_report(demo_warehouse, columns="100").stdout
     first_lines = " ".join(text.split("\n\n")[0].split())
-    for line in report["providers"].values():
+    for line in found["providers"].values():
         moment = line["data_as_of"][:19].replace("T", " ")
         assert f"{line['title']} data as of {moment} UTC" in first_lines
         assert f"data as of {moment} UTC)" in text  # and again above its own tables
