@@ -66,7 +66,7 @@ def main() -> None:
         return
     world = ListedWorld(models=args.models, seed=args.seed, long_history=args.long_history)
     api = FakeCohereApi(world, latency_ms=args.latency_ms, faults=Faults(rate_limit_rpm=args.rate_limit))
-    serve(FakeApiServer(api), len(world.models), world.event_count())
+    serve(FakeApiServer(api, compress=False), len(world.models), world.event_count())
 
 
 def serve(server: FakeApiServer, models: int, events: int) -> None:
@@ -89,7 +89,9 @@ def serve_together(jobs: int, seed: int, latency_ms: float) -> None:
     from pipelines.providers.together.simulator import World as Jobs
 
     world = Jobs(jobs=jobs, seed=seed, ahead=timedelta(days=1))
-    serve(FakeApiServer(FakeTogetherApi(world, latency_ms=latency_ms)), world.size(), world.event_count())
+    serve(
+        FakeApiServer(FakeTogetherApi(world, latency_ms=latency_ms), compress=False), world.size(), world.event_count()
+    )
 
 
 def serve_openai(jobs: int, seed: int, latency_ms: float, rate_limit: int) -> None:
@@ -100,7 +102,7 @@ def serve_openai(jobs: int, seed: int, latency_ms: float, rate_limit: int) -> No
 
     world = Jobs(jobs=jobs, seed=seed, ahead=timedelta(days=1))
     api = FakeOpenAiApi(world, latency_ms=latency_ms, rate_limit=rate_limit)
-    serve(FakeApiServer(api), world.size(), world.event_count())
+    serve(FakeApiServer(api, compress=False), world.size(), world.event_count())
 
 
 if __name__ == "__main__":

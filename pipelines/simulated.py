@@ -3,6 +3,7 @@ request logic (an object with ``handle``), and the foreground loop of ``fake-api
 
 from __future__ import annotations
 
+import gzip
 import random
 import sys
 import threading
@@ -20,6 +21,7 @@ from pipelines.http import SIMULATED_HEADER
 DROP = -1  # an injected outcome: close the connection without answering
 TIMELINE_START = datetime(2026, 1, 1, tzinfo=UTC)  # the demo's timeline: one item every 12 hours since then
 TIMELINE_SPACING = timedelta(hours=12)
+GZIP_FROM_BYTES = 1024  # answers this long or longer are gzipped for a client that accepts it
 
 
 def truncate(moment: datetime, digits: int) -> datetime:
@@ -110,6 +112,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
     api: SimulatedApi
+    compress: bool = True
 
     def do_GET(self) -> None:
         self.respond("GET")
@@ -123,6 +126,9 @@ class _Handler(BaseHTTPRequestHandler):
         if status == DROP:  # hang up without an answer, as a failing proxy does
             self.close_connection = True
             return
+        if self.compress and len(body) >= GZIP_FROM_BYTES and "gzip" in headers.get("accept-encoding", ""):
+            body = gzip.compress(body, compresslevel=1)  # as the real APIs' front ends answer a client that asks
+            extra["Content-Encoding"] = "gzip"
         self.send_response(status)
         self.send_header("Content-Type", extra.pop("Content-Type", "application/json"))
         self.send_header("Content-Length", str(len(body)))
@@ -148,16 +154,19 @@ class _Handler(BaseHTTPRequestHandler):
 class QuietServer(ThreadingHTTPServer):
     """A threading HTTP server that, like a real API, says nothing when a client hangs up mid-request."""
 
+    request_queue_size = 128
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         if not isinstance(sys.exc_info()[1], ConnectionError):
             super().handle_error(request, client_address)
 
 
 class FakeApiServer:
-    """Serves a simulated API on 127.0.0.1 in a background thread; use as a context manager."""
+    """Serves a simulated API on 127.0.0.1 in a background thread; use as a context manager. ``compress``: answers
+    of 1 KB and more are gzipped for a client that accepts it, as the real APIs' front ends do."""
 
-    def __init__(self, api: SimulatedApi, port: int = 0, host: str = "127.0.0.1") -> None:
-        handler = type("Handler", (_Handler,), {"api": api})
+    def __init__(self, api: SimulatedApi, port: int = 0, host: str = "127.0.0.1", compress: bool = True) -> None:
+        handler = type("Handler", (_Handler,), {"api": api, "compress": compress})
         self.api = api
         self.httpd = QuietServer((host, port), handler)
         self.httpd.daemon_threads = True
