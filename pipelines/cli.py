@@ -154,7 +154,8 @@ def log_line(message: str, code: int, log_file: Path) -> None:
 def exit_code_for(error: BaseException) -> int:
     from pipelines.extract import MixedOriginError
     from pipelines.http import AuthError
-    from pipelines.runner import Interrupted, LockedError
+    from pipelines.runner import LockedError
+    from pipelines.signals import Interrupted
 
     if isinstance(error, KeyboardInterrupt):
         # ours, or dlt's SignalReceivedException once it has drained its normalize or load jobs
@@ -250,11 +251,9 @@ def at_least_one(value: int, option: str) -> None:
         finish(f"error: {option} must be at least 1, not {value}", EXIT_USAGE)
 
 
-def load_options(**values: Any) -> Any:
-    from pipelines.runner import LoadOptions
-
+def load_options(**values: Any) -> config.LoadOptions:
     progress = values.pop("progress")
-    return LoadOptions(progress=sys.stderr.isatty() if progress is None else progress, **values)
+    return config.LoadOptions(progress=sys.stderr.isatty() if progress is None else progress, **values)
 
 
 @app.command(epilog=EXIT_CODES)
@@ -279,22 +278,27 @@ def run(
     quiet_logs()
 
     def action() -> str:
-        from pipelines.runner import run_load
+        from pipelines import headstart
+        from pipelines.signals import held
 
-        options = load_options(
-            destination=destination,
-            provider=provider,
-            model_ids=model_id or (),
-            page_size=page_size,
-            concurrency=concurrency,
-            requests_per_minute=requests_per_minute,
-            lookback_seconds=lookback,
-            timeout_seconds=timeout,
-            recheck_hours=recheck_hours,
-            full=full,
-            metrics=metrics,
-            progress=progress,
-        )
+        with held(on_signal=headstart.abandon):  # a signal now ends the run once the imports are done
+            options = load_options(
+                destination=destination,
+                provider=provider,
+                model_ids=model_id or (),
+                page_size=page_size,
+                concurrency=concurrency,
+                requests_per_minute=requests_per_minute,
+                lookback_seconds=lookback,
+                timeout_seconds=timeout,
+                recheck_hours=recheck_hours,
+                full=full,
+                metrics=metrics,
+                progress=progress,
+            )
+            headstart.begin_for_run(options)  # before the imports below: they take most of a second
+            from pipelines.runner import run_load
+
         chosen = config.provider(provider)
         with run_metrics(prometheus, chosen.name) as done:
             summary = run_load(config.api_key(chosen.name), config.base_url(chosen.name), options)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from pipelines import providers
+from pipelines.changes import DEFAULT_RECHECK_HOURS
 
 if TYPE_CHECKING:
     from pipelines.providers import Provider
@@ -25,8 +30,6 @@ class ConfigError(Exception):
 
 def provider(name: str | None = None) -> Provider:
     """The provider called ``name`` (default: Cohere); ConfigError naming the choices when there is none."""
-    from pipelines import providers
-
     try:
         return providers.get(name or providers.DEFAULT)
     except ValueError as error:
@@ -37,10 +40,9 @@ def api_key(name: str | None = None) -> str:
     """The provider's key: its SDK's variables (Cohere: CO_API_KEY, else COHERE_API_KEY; Together AI:
     TOGETHER_API_KEY), else dlt's secrets (``[sources.<dataset>] api_key``, toml or environment)."""
     chosen = provider(name)
-    for variable in chosen.key_variables:
-        value = os.environ.get(variable, "").strip()
-        if value:
-            return value
+    value = environment_api_key(name)
+    if value:
+        return value
     import dlt  # here, not at the top: `import dlt` is half a second that `--help` never needs
 
     value = dlt.secrets.get(f"sources.{chosen.dataset}.api_key")
@@ -49,10 +51,17 @@ def api_key(name: str | None = None) -> str:
     raise ConfigError(f"no {chosen.title} API key: {chosen.key_help}")
 
 
+def environment_api_key(name: str | None = None) -> str:
+    """The provider's key from its SDK's variables, the first place :func:`api_key` looks; "" when none has it."""
+    for variable in provider(name).key_variables:
+        value = os.environ.get(variable, "").strip()
+        if value:
+            return value
+    return ""
+
+
 def secret_values() -> list[str]:
     """Every key this process could be using, to scrub from anything printed."""
-    from pipelines import providers
-
     names = [
         variable
         for each in providers.all_providers().values()
@@ -187,6 +196,31 @@ def local_state(working_dir: Path) -> dict[str, Any]:
     return local if isinstance(local, dict) else {}
 
 
+def new_local_warehouse(destination: str) -> bool:
+    """Whether a run would create its warehouse: DuckDB's default file in this folder is not there, and nothing could
+    place the warehouse elsewhere (no variable and no dlt toml file names a destination or DuckDB). Found without
+    dlt, to start asking early (pipelines/headstart.py); when in doubt, False."""
+    if destination != "duckdb" or Path(DUCKDB_FILE).exists():
+        return False
+    if any("DESTINATION" in name.upper() or "DUCKDB" in name.upper() for name in os.environ):
+        return False
+    folders = {Path(".dlt"), Path.home() / ".dlt"}
+    folders |= {
+        Path(os.environ[name]) / suffix
+        for name, suffix in (("DLT_PROJECT_DIR", ".dlt"), ("DLT_DATA_DIR", ""))
+        if os.environ.get(name)
+    }
+    for folder in folders:
+        for toml in folder.glob("*.toml") if folder.is_dir() else ():
+            try:
+                text = toml.read_text(encoding="utf-8", errors="replace").lower()
+            except OSError:
+                return False
+            if "destination" in text or "duckdb" in text:
+                return False
+    return True
+
+
 def existing_warehouse(command: str) -> Path:
     """The local DuckDB file that ``command`` reads; ConfigError, saying where the path came from, when there is
     none."""
@@ -240,3 +274,47 @@ def pipelines_dir(destination: str, dataset: str = DATASET_NAME) -> Path:
     digest = hashlib.sha256(destination_identity(destination).encode()).hexdigest()[:12]
     suffix = "" if dataset == DATASET_NAME else f"-{dataset}"
     return Path(get_dlt_pipelines_dir()) / f"{PIPELINE_NAME}-{destination}-{digest}{suffix}"
+
+
+@dataclass
+class LoadOptions:
+    """The options of ``run`` and ``demo``."""
+
+    destination: str = "duckdb"
+    provider: str = providers.DEFAULT
+    model_ids: Sequence[str] = ()
+    page_size: int = 100
+    concurrency: int = 16
+    requests_per_minute: int = 500
+    lookback_seconds: float = 3600
+    timeout_seconds: float = 30
+    recheck_hours: float = DEFAULT_RECHECK_HOURS
+    full: bool = False
+    metrics: bool = True
+    progress: bool = False
+
+    def validate(self) -> None:
+        """ConfigError, in one line, for a value out of range or a destination that cannot be loaded."""
+        self.check_values()
+        check_destination(self.destination)
+
+    def check_values(self) -> None:
+        """:meth:`validate` without the destination (which may need dlt)."""
+        for option, value in (
+            ("--lookback", self.lookback_seconds),
+            ("--timeout", self.timeout_seconds),
+            ("--recheck-hours", self.recheck_hours),
+        ):
+            if not math.isfinite(value):
+                raise ConfigError(f"{option} must be a finite number, not {value}")
+        checks = {
+            "--page-size must be between 1 and 1000": 1 <= self.page_size <= 1000,
+            "--concurrency must be between 1 and 256": 1 <= self.concurrency <= 256,
+            "--requests-per-minute must be 0 (no limit) or more": self.requests_per_minute >= 0,
+            "--lookback must be 0 or more seconds": self.lookback_seconds >= 0,
+            "--timeout must be more than 0 seconds": self.timeout_seconds > 0,
+            "--recheck-hours must be 0 or more": self.recheck_hours >= 0,
+        }
+        for message, ok in checks.items():
+            if not ok:
+                raise ConfigError(message)

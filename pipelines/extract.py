@@ -305,7 +305,9 @@ class Extraction:
     def client(self, kind: type[Client]) -> Client:
         """A client of ``kind`` under the run's shared limits, counting into the run's report."""
         if self.limits is None:
-            self.limits = SharedLimits.for_settings(self.settings)
+            self.limits = SharedLimits.after_head_start(self.settings)
+            if self.limits.prefetched is not None:
+                self.report.requests.requests += self.limits.prefetched.sent
         return kind(self.settings, self.report.requests, self.limits)
 
     @property

@@ -6,15 +6,17 @@ A provider's client subclasses :class:`ApiClient` and adds its endpoints; everyt
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import functools
 import json
 import random
 import ssl
+import time
 import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
@@ -27,6 +29,9 @@ from tenacity import (
     stop_after_attempt,
     stop_after_delay,
 )
+
+if TYPE_CHECKING:
+    from pipelines.headstart import Handover, Recorder
 
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 CLIENT_NAME = "cohere-events"
@@ -92,14 +97,38 @@ class RequestStats:
 
 @dataclass
 class SharedLimits:
-    """The limits of one run, shared by every client: the rate limiter and the requests in flight."""
+    """The limits of one run, shared by every client: the rate limiter and the requests in flight; and what a head
+    start (pipelines/headstart.py) handed over."""
 
     limiter: AsyncLimiter | None
     in_flight: asyncio.Semaphore
+    prefetched: Handover | None = None
+    not_before: float = 0.0  # time.monotonic() before which no request is sent: a head start's last, spaced
 
     @classmethod
     def for_settings(cls, settings: ClientSettings) -> SharedLimits:
         return cls(make_limiter(settings.requests_per_minute), asyncio.Semaphore(max(1, settings.concurrency)))
+
+    @classmethod
+    def after_head_start(cls, settings: ClientSettings) -> SharedLimits:
+        """:meth:`for_settings`, taking over this process's head start if there is one: its requests still in flight
+        hold their places under ``concurrency`` until they finish, and under a rate limit the first request keeps
+        its spacing from the head start's last. Call it inside the event loop the clients run in."""
+        from pipelines.headstart import hand_over
+
+        loop = asyncio.get_running_loop()
+        limits = cls.for_settings(settings)
+
+        def release() -> None:
+            with contextlib.suppress(RuntimeError):  # the run's loop is already closed: nothing waits any more
+                loop.call_soon_threadsafe(limits.in_flight.release)
+
+        handover, in_flight, last_sent = hand_over(settings, release)
+        limits.in_flight = asyncio.Semaphore(max(0, max(1, settings.concurrency) - in_flight))
+        limits.prefetched = handover
+        if last_sent and settings.requests_per_minute > 0:
+            limits.not_before = last_sent + 60.0 / settings.requests_per_minute
+        return limits
 
 
 class ApiClient:
@@ -109,6 +138,11 @@ class ApiClient:
     """
 
     key_hint = "the API key"
+    recorder: Recorder | None = None  # set on a head start's own client: its answers go to the run
+
+    async def head_start(self, first_load: bool, metrics: bool) -> None:
+        """Ask what a run will surely ask first (see pipelines/headstart.py); a provider's client overrides it.
+        ``first_load``: nothing of this provider was loaded into the warehouse yet, so every item will be read."""
 
     def __init__(
         self,
@@ -215,27 +249,11 @@ class ApiClient:
             number += 1
 
     async def get_once(self, path: str, params: dict[str, Any], where: str) -> dict[str, Any]:
-        async with self.limits.in_flight:
-            if self.limits.limiter is not None:
-                await self.limits.limiter.acquire()
-            self.stats.requests += 1
-            pool = min(range(len(self.pools)), key=self.busy.__getitem__)
-            self.busy[pool] += 1
-            request = httpx.Request(
-                "GET", self.base_url + path, params=params, headers=self.headers, extensions=self.extensions
-            )
-            try:
-                response = await self.pools[pool].handle_async_request(request)
-                try:
-                    await response.aread()
-                finally:
-                    await response.aclose()
-            except httpx.TimeoutException:
-                raise RetryableError(f"timed out waiting for {where}") from None
-            except httpx.TransportError as error:
-                raise RetryableError(f"connection failed for {where}: {type(error).__name__}") from None
-            finally:
-                self.busy[pool] -= 1
+        prefetched = self.limits.prefetched
+        ahead = None if prefetched is None else prefetched.take(request_key(self.base_url + path, params))
+        response = await self.send(path, params, where) if ahead is None else await prefetched.answer(ahead)  # type: ignore[union-attr]
+        if response is None:  # the head start was stopped before its answer came: ask now
+            response = await self.send(path, params, where)
         if self.stats.simulated is None:
             self.stats.simulated = response.headers.get(SIMULATED_HEADER) == "1"
         self.server_date = response.headers.get("Date")
@@ -245,6 +263,48 @@ class ApiClient:
             except MalformedResponseError as error:
                 raise self.not_json(response, where) or error from None
         raise self.error_for(response, where)
+
+    async def send(self, path: str, params: dict[str, Any], where: str) -> httpx.Response:
+        """One request under the run's limits. A head start's client tells the run of it once it has its place, and
+        then what it got (see pipelines/headstart.py)."""
+        async with self.limits.in_flight:
+            if self.limits.not_before and (wait := self.limits.not_before - time.monotonic()) > 0:
+                await asyncio.sleep(wait)
+            if self.limits.limiter is not None:
+                await self.limits.limiter.acquire()
+            recorder = self.recorder
+            key = None if recorder is None else recorder.claim(request_key(self.base_url + path, params))
+            answer: httpx.Response | RetryableError | None = None
+            try:
+                answer = await self.request(path, params, where)
+                return answer
+            except RetryableError as error:
+                answer = error
+                raise
+            finally:
+                if recorder is not None and key is not None:
+                    recorder.settle(key, answer)
+
+    async def request(self, path: str, params: dict[str, Any], where: str) -> httpx.Response:
+        self.stats.requests += 1
+        pool = min(range(len(self.pools)), key=self.busy.__getitem__)
+        self.busy[pool] += 1
+        request = httpx.Request(
+            "GET", self.base_url + path, params=params, headers=self.headers, extensions=self.extensions
+        )
+        try:
+            response = await self.pools[pool].handle_async_request(request)
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+        except httpx.TimeoutException:
+            raise RetryableError(f"timed out waiting for {where}") from None
+        except httpx.TransportError as error:
+            raise RetryableError(f"connection failed for {where}: {type(error).__name__}") from None
+        finally:
+            self.busy[pool] -= 1
+        return response
 
     def not_json(self, response: httpx.Response, where: str) -> MalformedResponseError | None:
         """For an answer that does not even claim to be JSON (a proxy's login page): its content type and start."""
@@ -434,6 +494,11 @@ def next_page(body: dict[str, Any], items: list[dict[str, Any]], base_url: str, 
         f"{where}: the API says there is more (has_more) but gives no cursor, token or link to ask for it; "
         "nothing of it was stored"
     )
+
+
+def request_key(url: str, params: dict[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """What a request asks for, comparable between two clients of the same settings."""
+    return url, tuple(sorted((name, str(value)) for name, value in params.items()))
 
 
 def page_marker(path: str, query: dict[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]]:

@@ -6,17 +6,14 @@ import asyncio
 import errno
 import fcntl
 import logging
-import math
 import os
 import re
 import shutil
-import signal
 import sys
-import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +26,12 @@ from dlt.common.destination.exceptions import DestinationUndefinedEntity
 from dlt.common.runtime.collector import LogCollector, NullCollector
 
 from pipelines import config, locks, providers
-from pipelines.changes import DEFAULT_RECHECK_HOURS
+from pipelines.config import LoadOptions
 from pipelines.extract import MixedOriginError, RunReport
 from pipelines.http import ApiError
 from pipelines.memory import cgroup_room_bytes, fix_mmap_threshold, imports_out_of_gc, release_free_memory
 from pipelines.providers import Provider, provider_of
+from pipelines.signals import stop_on_signals
 from pipelines.warehouse_state import trust_the_warehouse, warehouse_state_hash
 from pipelines.words import plural
 
@@ -75,14 +73,6 @@ class HostError(Exception):
     """The host refused a write (a full disk, a read-only folder, a permission): exit status 1."""
 
 
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM or SIGINT stopped the run (a KeyboardInterrupt, so that dlt handles it as one)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
 # What the host refused, by errno and as DuckDB words it (its I/O errors are text, not OSError).
 HOST_ERRNOS = {
     errno.ENOSPC: "no space left on device",
@@ -92,45 +82,6 @@ HOST_ERRNOS = {
     errno.EPERM: "operation not permitted",
 }
 QUOTED_PATH = re.compile(r'"(/[^"]+)"')  # DuckDB names the file: Could not write file "/srv/x.duckdb.wal": ...
-
-
-@dataclass
-class LoadOptions:
-    """The options of ``run`` and ``demo``."""
-
-    destination: str = "duckdb"
-    provider: str = providers.DEFAULT
-    model_ids: Sequence[str] = ()
-    page_size: int = 100
-    concurrency: int = 16
-    requests_per_minute: int = 500
-    lookback_seconds: float = 3600
-    timeout_seconds: float = 30
-    recheck_hours: float = DEFAULT_RECHECK_HOURS
-    full: bool = False
-    metrics: bool = True
-    progress: bool = False
-
-    def validate(self) -> None:
-        for option, value in (
-            ("--lookback", self.lookback_seconds),
-            ("--timeout", self.timeout_seconds),
-            ("--recheck-hours", self.recheck_hours),
-        ):
-            if not math.isfinite(value):
-                raise config.ConfigError(f"{option} must be a finite number, not {value}")
-        checks = {
-            "--page-size must be between 1 and 1000": 1 <= self.page_size <= 1000,
-            "--concurrency must be between 1 and 256": 1 <= self.concurrency <= 256,
-            "--requests-per-minute must be 0 (no limit) or more": self.requests_per_minute >= 0,
-            "--lookback must be 0 or more seconds": self.lookback_seconds >= 0,
-            "--timeout must be more than 0 seconds": self.timeout_seconds > 0,
-            "--recheck-hours must be 0 or more": self.recheck_hours >= 0,
-        }
-        for message, ok in checks.items():
-            if not ok:
-                raise config.ConfigError(message)
-        config.check_destination(self.destination)
 
 
 @dataclass
@@ -741,35 +692,3 @@ def writable(folder: Path) -> bool:
     except OSError:
         return False
     return True
-
-
-@contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """Turn SIGTERM and SIGINT into :class:`Interrupted` in the main thread, and quieten what dies with the run.
-
-    Later signals are ignored, so the interrupted run can still release its lock and say one line. The async
-    generators dlt was running in its own event loop thread cannot be closed cleanly then: asyncio would log
-    "aclose(): asynchronous generator is already running" and "Task was destroyed" for each, until exit.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    stopped: list[int] = []
-
-    def stop(signum: int, frame: object) -> None:
-        for name in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(name, signal.SIG_IGN)
-        logging.getLogger("asyncio").disabled = True
-        sys.unraisablehook = lambda _: None
-        stopped.append(signum)
-        raise Interrupted(signum)
-
-    previous: dict[int, Callable[..., Any] | int | None] = {
-        name: signal.signal(name, stop) for name in (signal.SIGTERM, signal.SIGINT)
-    }
-    try:
-        yield
-    finally:
-        if not stopped:
-            for name, handler in previous.items():
-                signal.signal(name, handler)

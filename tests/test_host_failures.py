@@ -160,7 +160,8 @@ def test_a_signal_during_extraction_ends_on_one_line_and_the_next_run_completes(
     api = FakeCohereApi(World(models=120, seed=8, now=NOW), latency_ms=50)
     log = workdir / "run.log"
     with FakeApiServer(api) as server:
-        env = {"CO_API_URL": server.url, "CO_API_KEY": DEFAULT_API_KEY}
+        # no head start: its requests come before extraction (tests/test_headstart.py signals one)
+        env = {"CO_API_URL": server.url, "CO_API_KEY": DEFAULT_API_KEY, "COHERE_EVENTS_HEAD_START": "0"}
         options = ("--requests-per-minute", "0", "--concurrency", "2")
         victim = cli_process("run", *options, "--log-file", str(log), env=env, cwd=workdir)
         deadline = time.monotonic() + 60

@@ -13,3 +13,6 @@ class AzureOpenAiClient(OpenAiClient):
 
     def auth_headers(self, api_key: str) -> dict[str, str]:
         return {"api-key": api_key}
+
+
+CLIENT = AzureOpenAiClient  # the client of a run's head start (pipelines/headstart.py)

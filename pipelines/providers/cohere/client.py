@@ -9,6 +9,8 @@ from urllib.parse import quote
 import httpx
 import orjson
 
+from pipelines.changes import ModelRef
+from pipelines.headstart import read_each
 from pipelines.http import (
     MAX_PAGES,
     SIMULATED_HEADER,
@@ -41,6 +43,7 @@ __all__ = [
 ]
 
 MODELS_PATH = "/v1/finetuning/finetuned-models"
+QUEUED = "STATUS_QUEUED"  # a queued model that never had metrics has none yet
 SAME_ITEM_PAGES = 16  # one-item pages served the same this many times more in a row: a loop, not twin events
 LOOPING = "(a looping server or caching proxy)"
 RETIRED = "Cohere retired fine-tuning on 2025-09-15; point CO_API_URL at a deployment that still serves it"
@@ -65,6 +68,20 @@ class FinetuningClient(ApiClient):
                 yield [checked_id(scrub_model(model), f"the model list, page {number}", "model") for model in models]
         except ModelNotFoundError as error:
             raise ApiRetiredError(f"the fine-tuning API answered {error}: {RETIRED}") from None
+
+    async def head_start(self, first_load: bool, metrics: bool) -> None:
+        """Every page of the model list; on a first load, every model's events, and its metrics unless it is queued
+        and never started: what the source reads first (see source.what_to_read)."""
+
+        async def read(model: dict[str, Any]) -> None:
+            async for _ in self.event_pages(model["id"]):
+                pass
+            ref = ModelRef.of(model)
+            if metrics and (ref.status != QUEUED or ref.started):
+                async for _ in self.metric_pages(ref.id):
+                    pass
+
+        await read_each(self.list_model_pages(), read, self.settings.concurrency if first_load else 0)
 
     async def get_model(self, model_id: str) -> dict[str, Any]:
         """One fine-tuned model, with the W&B key removed; raises ModelNotFoundError on 404, ApiRetiredError on 410."""
@@ -149,3 +166,6 @@ def scrub_model(model: dict[str, Any]) -> dict[str, Any]:
     if isinstance(wandb, dict):
         wandb.pop("api_key", None)
     return model
+
+
+CLIENT = FinetuningClient  # the client of a run's head start (pipelines/headstart.py)

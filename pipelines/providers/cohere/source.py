@@ -38,13 +38,13 @@ from pipelines.extract import (
     put_unseen,
 )
 from pipelines.providers.cohere.client import (
+    QUEUED,
     ClientSettings,
     FinetuningClient,
     MalformedResponseError,
 )
 
 SOURCE_NAME = "cohere_finetuning"
-QUEUED = "STATUS_QUEUED"  # a queued model that never had metrics has none yet
 TRAINING = "STATUS_FINETUNING"  # a model in training: its metrics grow while the model record stays the same
 EVENTS_KEY = ("finetuned_model_id", "created_at", "status")
 EVENTS_SCHEMA = pa.schema(

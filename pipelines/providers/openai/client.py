@@ -8,9 +8,11 @@ in ``integrations``, any ``api_key``-like field) are removed from every job befo
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
+from pipelines.headstart import read_each
 from pipelines.http import ApiClient, checked_id
 
 JOBS_PATH = "/fine_tuning/jobs"
@@ -32,6 +34,18 @@ class OpenAiClient(ApiClient):
         """Every fine-tuning job, newest first, secrets removed."""
         listed = await self.every_page(JOBS_PATH, {"limit": self.limit}, "data", "the job list", null_is_empty=True)
         return [checked_id(scrub(job), "the job list", "job") for job in listed]
+
+    async def head_start(self, first_load: bool, metrics: bool) -> None:
+        """The job list; on a first load, every job's events: what the source reads first (see source.what_to_read;
+        checkpoints are read once a job may have trained)."""
+
+        async def listing() -> AsyncIterator[list[dict[str, Any]]]:
+            yield await self.list_jobs()
+
+        async def read(job: dict[str, Any]) -> None:
+            await self.events_since(job["id"], None)
+
+        await read_each(listing(), read, self.settings.concurrency if first_load else 0)
 
     async def get_job(self, job_id: str) -> dict[str, Any]:
         """One job, secrets removed; NotFoundError on 404."""
@@ -76,3 +90,6 @@ def scrub(value: Any) -> Any:
         for item in value:
             scrub(item)
     return value
+
+
+CLIENT = OpenAiClient  # the client of a run's head start (pipelines/headstart.py)
