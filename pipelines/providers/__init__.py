@@ -1,6 +1,7 @@
 """Providers: each fine-tuning API this project loads is a package here with the same four modules.
 
-- ``client.py``: its HTTP endpoints, on :class:`pipelines.http.ApiClient`;
+- ``client.py``: its HTTP endpoints, on :class:`pipelines.http.ApiClient`, and ``CLIENT``, that class (a run's head
+  start asks with it: see its ``head_start``);
 - ``source.py``: its dlt source, with ``make_source(...)`` and ``SOURCE_TABLES`` (the tables' declared columns);
 - ``simulator.py``: its simulated API, with ``demo_api(...)`` and ``DEFAULT_API_KEY``;
 - ``lifecycle.py``: its statuses, outcomes and the words its views are rendered with (``VIEW_WORDS``).
