@@ -267,9 +267,12 @@ def begin(client_kind: type[ApiClient], settings: ClientSettings, first_load: bo
     global _current
     if sys.platform != "linux" or threading.active_count() > 1:
         return None
-    answers_in, answers_out = os.pipe()
-    control_in, control_out = os.pipe()
-    pid = os.fork()
+    try:
+        answers_in, answers_out = os.pipe()
+        control_in, control_out = os.pipe()
+        pid = os.fork()
+    except OSError:  # out of processes or memory: the run asks for everything itself
+        return None
     if pid == 0:
         try:
             os.close(answers_in)
