@@ -41,11 +41,12 @@ import httpx
 from pipelines import config
 from pipelines.config import LoadOptions
 from pipelines.http import ApiClient, ClientSettings, RetryableError
+from pipelines.signals import STOPPING
 
 SWITCH = "COHERE_EVENTS_HEAD_START"  # "0" turns head starts off
 MAX_KEPT_BYTES = 32 * 2**20  # answers passed at most, in bytes of their bodies: a head start must not cost memory
 STOP_WAIT_SECONDS = 5.0  # how long the run waits for the child to say it stopped before it kills it
-Key = tuple[str, tuple[tuple[str, str], ...]]  # pipelines.http.request_key
+Key = tuple[str, tuple[tuple[str, str], ...]]  # pipelines.http.page_marker of the whole URL
 # what a request got: an answer, a timeout or connection failure, or None when it was cut short unanswered
 Answer = httpx.Response | RetryableError | None
 FRAME = struct.Struct("!I")
@@ -133,7 +134,7 @@ def child(
     null = os.open(os.devnull, os.O_RDWR)
     for stream in (0, 1, 2):
         os.dup2(null, stream)
-    for name in (signal.SIGINT, signal.SIGTERM):
+    for name in STOPPING:
         signal.signal(name, signal.SIG_DFL)  # not the run's handlers: the child just ends
     recorder = Recorder(Pipe(out))
 
@@ -334,6 +335,11 @@ def hand_over(settings: ClientSettings, on_done: Callable[[], None]) -> tuple[Ha
     with head.lock:
         answers = dict(head.answers) if same else {}
     return Handover(answers, sent), in_flight, last_sent
+
+
+async def whole(listing: Awaitable[list[dict[str, Any]]]) -> AsyncIterator[list[dict[str, Any]]]:
+    """A listing read whole (the client pages it itself), as :func:`read_each` takes it: one page."""
+    yield await listing
 
 
 async def read_each(

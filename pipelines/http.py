@@ -249,10 +249,10 @@ class ApiClient:
             number += 1
 
     async def get_once(self, path: str, params: dict[str, Any], where: str) -> dict[str, Any]:
-        prefetched = self.limits.prefetched
-        ahead = None if prefetched is None else prefetched.take(request_key(self.base_url + path, params))
-        response = await self.send(path, params, where) if ahead is None else await prefetched.answer(ahead)  # type: ignore[union-attr]
-        if response is None:  # the head start was stopped before its answer came: ask now
+        prefetched, response = self.limits.prefetched, None
+        if prefetched is not None and (ahead := prefetched.take(page_marker(self.base_url + path, params))) is not None:
+            response = await prefetched.answer(ahead)  # None: the head start was stopped before its answer came
+        if response is None:
             response = await self.send(path, params, where)
         if self.stats.simulated is None:
             self.stats.simulated = response.headers.get(SIMULATED_HEADER) == "1"
@@ -273,7 +273,7 @@ class ApiClient:
             if self.limits.limiter is not None:
                 await self.limits.limiter.acquire()
             recorder = self.recorder
-            key = None if recorder is None else recorder.claim(request_key(self.base_url + path, params))
+            key = None if recorder is None else recorder.claim(page_marker(self.base_url + path, params))
             answer: httpx.Response | RetryableError | None = None
             try:
                 answer = await self.request(path, params, where)
@@ -496,13 +496,9 @@ def next_page(body: dict[str, Any], items: list[dict[str, Any]], base_url: str, 
     )
 
 
-def request_key(url: str, params: dict[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]]:
-    """What a request asks for, comparable between two clients of the same settings."""
-    return url, tuple(sorted((name, str(value)) for name, value in params.items()))
-
-
 def page_marker(path: str, query: dict[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]]:
-    """What a page request asks for, comparable: a listing that asks for the same page twice is looping."""
+    """What a page request asks for, comparable: a listing that asks for the same page twice is looping, and a head
+    start's answer goes to the request that asks what it asked (with the base URL in ``path``)."""
     return path, tuple(sorted((name, str(value)) for name, value in query.items()))
 
 

@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+STOPPING = (signal.SIGTERM, signal.SIGINT)  # what stops a run
+
 
 class Interrupted(KeyboardInterrupt):
     """SIGTERM or SIGINT stopped the run (a KeyboardInterrupt, so that dlt handles it as one)."""
@@ -33,16 +35,14 @@ def stop_on_signals() -> Iterator[None]:
     stopped: list[int] = []
 
     def stop(signum: int, frame: object) -> None:
-        for name in (signal.SIGTERM, signal.SIGINT):
+        for name in STOPPING:
             signal.signal(name, signal.SIG_IGN)
         logging.getLogger("asyncio").disabled = True
         sys.unraisablehook = lambda _: None
         stopped.append(signum)
         raise Interrupted(signum)
 
-    previous: dict[int, Callable[..., Any] | int | None] = {
-        name: signal.signal(name, stop) for name in (signal.SIGTERM, signal.SIGINT)
-    }
+    previous: dict[int, Callable[..., Any] | int | None] = {name: signal.signal(name, stop) for name in STOPPING}
     try:
         yield
     finally:
@@ -69,7 +69,7 @@ def held(on_signal: Callable[[], None] = lambda: None) -> Iterator[None]:
             came.append(signum)
             on_signal()
 
-    previous = {name: signal.signal(name, hold) for name in (signal.SIGTERM, signal.SIGINT)}
+    previous = {name: signal.signal(name, hold) for name in STOPPING}
     try:
         yield
     finally:

@@ -76,9 +76,8 @@ class FinetuningClient(ApiClient):
         async def read(model: dict[str, Any]) -> None:
             async for _ in self.event_pages(model["id"]):
                 pass
-            ref = ModelRef.of(model)
-            if metrics and (ref.status != QUEUED or ref.started):
-                async for _ in self.metric_pages(ref.id):
+            if metrics and not never_started(ModelRef.of(model)):
+                async for _ in self.metric_pages(model["id"]):
                     pass
 
         await read_each(self.list_model_pages(), read, self.settings.concurrency if first_load else 0)
@@ -157,6 +156,11 @@ class FinetuningClient(ApiClient):
             message = super().error_for(response, where)
             return ApiRetiredError(f"the fine-tuning API answered {message}: {RETIRED}")
         return super().error_for(response, where)
+
+
+def never_started(model: ModelRef) -> bool:
+    """A queued model the listing shows never started: it has no metrics, unless an earlier read found some."""
+    return model.status == QUEUED and not model.started
 
 
 def scrub_model(model: dict[str, Any]) -> dict[str, Any]:

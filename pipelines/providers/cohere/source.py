@@ -38,10 +38,10 @@ from pipelines.extract import (
     put_unseen,
 )
 from pipelines.providers.cohere.client import (
-    QUEUED,
     ClientSettings,
     FinetuningClient,
     MalformedResponseError,
+    never_started,
 )
 
 SOURCE_NAME = "cohere_finetuning"
@@ -239,7 +239,7 @@ def what_to_read(
     fingerprint = model.fingerprint
     events = always or rechecks.due(model.id) or not fingerprint or seen.events != fingerprint
     metrics_due = always or (metric_rechecks or rechecks).due(model.id)
-    untrained = model.status == QUEUED and not model.started and (seen.step is None or seen.step < 0)
+    untrained = never_started(model) and (seen.step is None or seen.step < 0)
     metrics = not untrained and (
         model.status == TRAINING or metrics_due or not fingerprint or seen.metrics != fingerprint
     )

@@ -8,11 +8,10 @@ sees it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
-from pipelines.headstart import read_each
+from pipelines.headstart import read_each, whole
 from pipelines.http import ApiClient, checked_id
 
 JOBS_PATH = "/v1/fine-tunes"
@@ -34,13 +33,10 @@ class TogetherClient(ApiClient):
         """The job list; on a first load, every job's events: what the source reads first (see source.what_to_read;
         whether a job has metrics to read is decided from its events)."""
 
-        async def listing() -> AsyncIterator[list[dict[str, Any]]]:
-            yield await self.list_jobs()
-
         async def read(job: dict[str, Any]) -> None:
             await self.events(job["id"])
 
-        await read_each(listing(), read, self.settings.concurrency if first_load else 0)
+        await read_each(whole(self.list_jobs()), read, self.settings.concurrency if first_load else 0)
 
     async def get_job(self, job_id: str) -> dict[str, Any]:
         """One job, secrets removed; NotFoundError on 404."""
