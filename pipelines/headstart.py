@@ -155,8 +155,17 @@ def child(
             await api.head_start(first_load, metrics)
         await stop_asked.wait()  # all asked, or stopped: the run is told it stopped only when asked
 
-    with contextlib.suppress(BaseException):
-        asyncio.run(ahead())
+    with contextlib.suppress(BaseException), asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        runner.run(ahead())
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loops where it is installed (the run's own are too: see runner.uvloop_event_loops), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:  # Windows
+        return None
+    return uvloop.new_event_loop
 
 
 # --- the run: receives, and hands over ------------------------------------------------------------------------------
