@@ -41,6 +41,7 @@ import httpx
 from pipelines import config
 from pipelines.config import LoadOptions
 from pipelines.http import ApiClient, ClientSettings, RetryableError
+from pipelines.loops import uvloop_factory
 from pipelines.signals import STOPPING
 
 SWITCH = "COHERE_EVENTS_HEAD_START"  # "0" turns head starts off
@@ -155,17 +156,8 @@ def child(
             await api.head_start(first_load, metrics)
         await stop_asked.wait()  # all asked, or stopped: the run is told it stopped only when asked
 
-    with contextlib.suppress(BaseException), asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+    with contextlib.suppress(BaseException), asyncio.Runner(loop_factory=uvloop_factory()) as runner:
         runner.run(ahead())
-
-
-def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's loops where it is installed (the run's own are too: see runner.uvloop_event_loops), else asyncio's."""
-    try:
-        import uvloop
-    except ImportError:  # Windows
-        return None
-    return uvloop.new_event_loop
 
 
 # --- the run: receives, and hands over ------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import fcntl
 import logging
@@ -11,7 +10,6 @@ import re
 import shutil
 import sys
 import time
-import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -29,6 +27,7 @@ from pipelines import config, locks, providers
 from pipelines.config import LoadOptions
 from pipelines.extract import MixedOriginError, RunReport
 from pipelines.http import ApiError
+from pipelines.loops import uvloop_event_loops
 from pipelines.memory import cgroup_room_bytes, fix_mmap_threshold, imports_out_of_gc, release_free_memory
 from pipelines.providers import Provider, provider_of
 from pipelines.signals import stop_on_signals
@@ -335,32 +334,6 @@ def run_load(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:
             if problem:
                 raise problem from None
             raise
-
-
-@contextmanager
-def uvloop_event_loops() -> Iterator[None]:
-    """Event loops made meanwhile are uvloop's (libuv, in C), where it is installed: dlt makes one to run the async
-    resources, and the requests of a run spend less CPU in it (4.4 -> 4.2 s for 270k events on 2 cores)."""
-    try:
-        import uvloop
-    except ImportError:  # Windows: asyncio's own loop
-        yield
-        return
-    previous = set_event_loop_policy(uvloop.EventLoopPolicy())
-    try:
-        yield
-    finally:
-        set_event_loop_policy(previous)
-
-
-def set_event_loop_policy(policy: asyncio.AbstractEventLoopPolicy) -> asyncio.AbstractEventLoopPolicy:
-    """Set asyncio's event loop policy; returns the one it replaces. The policy API is deprecated from Python 3.14,
-    but dlt makes its own loop, and the policy is the only say in which kind."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        previous = asyncio.get_event_loop_policy()
-        asyncio.set_event_loop_policy(policy)
-    return previous
 
 
 def load_once(api_key: str, base_url: str, options: LoadOptions) -> LoadSummary:

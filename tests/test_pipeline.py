@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import uvloop
 
+from pipelines.loops import uvloop_event_loops
 from pipelines.providers.cohere.simulator import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, Faults, World
-from pipelines.runner import DUCKDB_ROWS_PER_INSERT, duckdb_memory_cap, make_pipeline, uvloop_event_loops
+from pipelines.runner import DUCKDB_ROWS_PER_INSERT, duckdb_memory_cap, make_pipeline
 from tests.support import NOW, Fake, ForwardProxy, cli, empty_model, expected_events, query, warehouse_events
 
 
