@@ -30,6 +30,8 @@ from tenacity import (
     stop_after_delay,
 )
 
+from pipelines.words import plural
+
 if TYPE_CHECKING:
     from pipelines.headstart import Handover, Recorder
 
@@ -206,7 +208,7 @@ class ApiClient:
                     return await self.get_once(path, params, where)
         except RetryableError as error:
             raise ApiError(
-                f"{error} (gave up after {self.settings.max_attempts} attempts or "
+                f"{error} (gave up after {plural(self.settings.max_attempts, 'attempt')} or "
                 f"{self.settings.max_retry_seconds:.0f} s)"
             ) from None
         raise AssertionError("unreachable")
@@ -362,7 +364,11 @@ def make_pool(connections: int, tls: ssl.SSLContext, proxy: str | None) -> httpx
     auth and redirect hooks) cost about a quarter of a run's CPU, and this API needs none of it.
     """
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=None)
-    return httpx.AsyncHTTPTransport(verify=tls, limits=limits, proxy=proxy)
+    from pipelines.network import on_asyncio_network  # imports httpcore, which httpx too imports only here
+
+    transport = httpx.AsyncHTTPTransport(verify=tls, limits=limits, proxy=proxy)
+    on_asyncio_network(transport)  # asyncio's streams under httpcore, not anyio's: see pipelines/network.py
+    return transport
 
 
 def environment_proxy(base_url: str) -> str | None:
