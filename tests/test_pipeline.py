@@ -215,16 +215,19 @@ try:
 except SystemExit as done:
     assert done.code == 0, done.code
 print("pandas imported:", "pandas" in sys.modules)
+print("httpx's command line imported:", any(name in sys.modules for name in ("click", "rich", "pygments")))
 """
 
 
-def test_a_run_never_imports_pandas(fake: Fake, workdir: Path) -> None:
-    """pandas is 40 MB of a run's memory and a run has no use for it (see pipelines/arrow.py)."""
+def test_a_run_never_imports_pandas_or_httpxs_command_line(fake: Fake, workdir: Path) -> None:
+    """pandas is 40 MB of a run's memory and a run has no use for it (see pipelines/arrow.py); httpx's command line
+    (click, rich, pygments) is 50 ms before the first request, and a run never uses it (pipelines/__init__.py)."""
     done = subprocess.run(
         [sys.executable, "-c", LEAN_RUN], cwd=workdir, env=os.environ, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
     assert "pandas imported: False" in done.stdout
+    assert "httpx's command line imported: False" in done.stdout
     assert len(warehouse_events()) == len(expected_events(fake.world))
 
 
