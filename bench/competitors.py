@@ -3,7 +3,8 @@
     python bench/competitors.py bare|rest_api|sdk --url URL --page-size N [--concurrency N] [--workdir DIR]
 
 - ``bare``: the practical limit: async httpx fetching the same pages with the same concurrency and the same
-  transport-level calls as ours, orjson parse, nothing stored.
+  transport-level calls as ours (small pools of httpx transports on asyncio's streams, pipelines/network.py, on
+  uvloop), orjson parse, nothing stored.
 - ``rest_api``: dlt's declarative ``rest_api`` source for the same two endpoints (cursor paginator on
   ``next_page_token``/``page_token``, a child resource per model), loaded into DuckDB as documented.
 - ``sdk``: the script a user would write with the Cohere SDK: page models and events, build a pandas frame, reload
@@ -18,11 +19,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+# Each competitor at its best, as if installed alone: httpx imports its optional command line (click, rich, pygments:
+# about 50 ms) when they are installed, as they are here for ours (typer), and so would every competitor that imports
+# httpx (bare, the SDK). Ours skips it too (pipelines/__init__.py).
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 MODELS_PATH = "/v1/finetuning/finetuned-models"
 API_KEY = "simulated-cohere-key"
@@ -31,13 +38,18 @@ API_KEY = "simulated-cohere-key"
 async def bare(url: str, page_size: int, concurrency: int) -> dict[str, Any]:
     import httpx
 
-    # Small pools sent to through httpx's transport, as pipelines/client.py does: httpx's per-request cost grows
-    # with the connections in a pool, and its AsyncClient layer adds cookies, URL merging and hooks.
+    from pipelines.network import on_asyncio_network
+
+    # Small pools sent to through httpx's transport, as pipelines/http.py does: httpx's per-request cost grows
+    # with the connections in a pool, and its AsyncClient layer adds cookies, URL merging and hooks. Their sockets
+    # are asyncio's streams, as ours are, not anyio's.
     limits = httpx.Limits(max_connections=2, max_keepalive_connections=None)
     headers = httpx.Headers({"Authorization": f"Bearer {API_KEY}"})
     extensions = {"timeout": httpx.Timeout(60).as_dict()}
     gate = asyncio.Semaphore(concurrency)
     pools = [httpx.AsyncHTTPTransport(limits=limits) for _ in range(-(-concurrency // 2))]
+    for pool in pools:
+        on_asyncio_network(pool)
     busy = [0] * len(pools)
     try:
 
@@ -174,6 +186,14 @@ def sdk(url: str, page_size: int, workdir: Path) -> dict[str, Any]:
     return {"models": len(models), "events": int(events_loaded)}
 
 
+def event_loop_run(work: Any) -> Any:
+    """Run a coroutine on the event loop ours runs on (pipelines/loops.py: uvloop's where installed)."""
+    from pipelines.loops import uvloop_factory
+
+    with asyncio.Runner(loop_factory=uvloop_factory()) as runner:
+        return runner.run(work)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("competitor", choices=["bare", "rest_api", "sdk"])
@@ -186,7 +206,7 @@ def main() -> None:
     os.environ.setdefault("RUNTIME__LOG_LEVEL", "WARNING")
     started = time.perf_counter()
     if args.competitor == "bare":
-        result = asyncio.run(bare(args.url, args.page_size, args.concurrency))
+        result = event_loop_run(bare(args.url, args.page_size, args.concurrency))
     elif args.competitor == "rest_api":
         result = rest_api(args.url, args.page_size, args.workdir)
     else:
