@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 import httpcore
@@ -87,37 +87,35 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         local = None if local_address is None else (local_address, 0)
-        try:
-            async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(host, port, local_addr=local)
-        except TimeoutError:
-            raise httpcore.ConnectTimeout(f"no connection within {timeout} s") from None
-        except OSError as error:
-            raise httpcore.ConnectError(str(error) or type(error).__name__) from error
-        return configured(AsyncioStream(reader, writer), socket_options)
+        return await connected(asyncio.open_connection(host, port, local_addr=local), timeout, socket_options)
 
     async def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[SocketOption] | None = None
     ) -> httpcore.AsyncNetworkStream:
-        try:
-            async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_unix_connection(path)
-        except TimeoutError:
-            raise httpcore.ConnectTimeout(f"no connection within {timeout} s") from None
-        except OSError as error:
-            raise httpcore.ConnectError(str(error) or type(error).__name__) from error
-        return configured(AsyncioStream(reader, writer), socket_options)
+        return await connected(asyncio.open_unix_connection(path), timeout, socket_options)
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
 
 
-def configured(stream: AsyncioStream, socket_options: Iterable[SocketOption] | None) -> AsyncioStream:
-    """The stream with httpx's socket options set (asyncio already sets TCP_NODELAY)."""
-    sock = stream.get_extra_info("socket")
+async def connected(
+    opening: Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]],
+    timeout: float | None,
+    socket_options: Iterable[SocketOption] | None,
+) -> AsyncioStream:
+    """The stream a connection ``opening`` gives, with httpx's socket options set (asyncio already sets
+    TCP_NODELAY); its failures as httpcore's ConnectTimeout or ConnectError."""
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await opening
+    except TimeoutError:
+        raise httpcore.ConnectTimeout(f"no connection within {timeout} s") from None
+    except OSError as error:
+        raise httpcore.ConnectError(str(error) or type(error).__name__) from error
+    sock = writer.get_extra_info("socket")
     for option in socket_options or ():
         sock.setsockopt(*option)
-    return stream
+    return AsyncioStream(reader, writer)
 
 
 ASYNCIO_NETWORK = AsyncioBackend()  # stateless: one for every pool
