@@ -404,6 +404,19 @@ def minutes(requests: int) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
+def sizes_ran(sizes: Sizes, scenarios: set[str]) -> str:
+    """The sizes of the scenarios that ran, and only those (``--only`` runs a few)."""
+    flat = ", ".join(str(spells) for spells in sizes.flat_spells) or "no other"
+    parts = {
+        "big": f"big histories {sizes.big_models} models x {sizes.big_spells} spells; memory flatness at {flat} spells",
+        "slow": f"slow server {sizes.slow_models} models at {sizes.slow_latency_ms:.0f} ms",
+        "rate": f"rate limit {sizes.rate_models} models at {sizes.rate_rpm}/min",
+        "first-": f"scale {' and '.join(f'{m:,}' for m in sizes.scale_models)} models (natural histories), "
+        "first run then a run with nothing new",
+    }
+    return "; ".join(text for name, text in parts.items() if any(ran.startswith(name) for ran in scenarios))
+
+
 def table(results: list[Run], sizes: Sizes, info: dict[str, Any], judge: bool = True) -> str:
     """The results as a Markdown table; ``judge``: say whether each target holds (not for the quick sizes)."""
 
@@ -498,13 +511,9 @@ def table(results: list[Run], sizes: Sizes, info: dict[str, Any], judge: bool = 
         [
             *lines,
             "",
-            f"Sizes: big histories {sizes.big_models} models x {sizes.big_spells} spells; "
-            f"memory flatness at {', '.join(str(s) for s in sizes.flat_spells) or 'no other'} spells; slow server "
-            f"{sizes.slow_models} models at {sizes.slow_latency_ms:.0f} ms; rate limit {sizes.rate_models} models at "
-            f"{sizes.rate_rpm}/min; scale {' and '.join(f'{m:,}' for m in sizes.scale_models)} models (natural "
-            f"histories), first run then a run with nothing new. Page size {PAGE_SIZE} for everyone; concurrency "
-            f"{CONCURRENCY} for ours and bare; best of {sizes.repeat} run(s) for time, worst for memory, the "
-            f"competitors taking turns. At 500/min: the least time the run's requests take at Cohere's default "
+            f"Sizes: {sizes_ran(sizes, {run.scenario for run in results})}. Page size {PAGE_SIZE} for everyone; "
+            f"concurrency {CONCURRENCY} for ours and bare; best of {sizes.repeat} run(s) for time, worst for memory, "
+            f"the competitors taking turns. At 500/min: the least time the run's requests take at Cohere's default "
             f"limit (requests x {SECONDS_PER_REQUEST_AT_500_RPM} s).",
             "",
             f"Bytecode: ours as `uv sync` installs it, with PYTHONDONTWRITEBYTECODE=1 "

@@ -30,6 +30,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def run_tool(prefix: list[str], *args: str) -> None:
+    """Run a PostgreSQL tool; on failure, raise with its name and the last line it wrote."""
+    finished = subprocess.run([*prefix, *args], capture_output=True, text=True)
+    if finished.returncode:
+        raise RuntimeError(f"{Path(args[0]).name} failed (exit {finished.returncode}): {last_line(finished)}")
+
+
+def last_line(finished: subprocess.CompletedProcess[str]) -> str:
+    """The tool's last line of stderr (or stdout), which names the cause: initdb and pg_ctl say it last."""
+    lines = (finished.stderr or finished.stdout or "").strip().splitlines()
+    return lines[-1].strip() if lines else "no output"
+
+
 @contextmanager
 def postgres_server() -> Iterator[str]:
     """Start a PostgreSQL cluster on 127.0.0.1 in a temporary folder; yields its connection URL."""
@@ -45,7 +58,7 @@ def postgres_server() -> Iterator[str]:
     if os.geteuid() == 0:  # initdb refuses to run as root
         shutil.chown(root, "postgres")
         as_postgres = ["runuser", "-u", "postgres", "--"]
-    run = lambda *args: subprocess.run([*as_postgres, *args], check=True, capture_output=True)  # noqa: E731
+    run = lambda *args: run_tool(as_postgres, *args)  # noqa: E731
     run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
     run(
         str(bindir / "pg_ctl"),

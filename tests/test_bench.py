@@ -4,6 +4,7 @@ the way a user runs it (PYTHONDONTWRITEBYTECODE=1) and its memory with the proce
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -47,6 +48,7 @@ def test_bench_quick_mode_runs_every_scenario_and_loads_everything(tmp_path: Pat
         assert scenario in table, f"{scenario!r} missing from:\n{table}"
     assert "Machine:" in table and "Page size 100" in table and "PYTHONDONTWRITEBYTECODE=1" in table
     assert "at 500/min" in table and "(quick: not judged)" in table
+    assert all(size in table for size in ("big histories 12 models", "slow server 20", "rate limit 8", "scale 40"))
 
     results = orjson.loads((out / "results.json").read_bytes())["results"]
     assert results
@@ -79,3 +81,17 @@ def test_together_bench_runs_first_nochange_and_later(tmp_path: Path) -> None:
     assert int(first[3]) > 60 and int(first[5]) > 0  # requests; new events
     jobs_read = int(nochange[4].split()[0])
     assert int(nochange[3]) == 1 + 2 * jobs_read and int(nochange[5]) == 0
+
+
+def test_bench_sizes_name_only_the_scenarios_that_ran() -> None:
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "bench" / "run.py")
+    assert spec and spec.loader
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["bench_run"] = bench
+    spec.loader.exec_module(bench)
+    sizes = bench.sizes_ran(bench.FULL, {"slow", "big", "flat-470"})
+    assert sizes == (
+        "big histories 200 models x 940 spells; memory flatness at 470, 1880, 3760 spells; "
+        "slow server 300 models at 30 ms"
+    )
+    assert "scale 5,000 and 20,000 models" in bench.sizes_ran(bench.FULL, {"first-5000", "nochange-5000"})

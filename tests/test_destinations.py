@@ -10,6 +10,7 @@ import psycopg2
 import pytest
 
 from pipelines.providers.cohere.simulator import DEFAULT_API_KEY, FakeApiServer, FakeCohereApi, World
+from tests.postgres import run_tool
 from tests.support import NOW, cli, expected_events
 
 
@@ -156,3 +157,10 @@ def assert_same_rows(postgres_url: str, queries: dict[str, str], may_be_empty: s
             in_duckdb = sorted(map(comparable, duck.execute(sql).fetchall()), key=repr)
             assert in_postgres == in_duckdb, name
             assert in_postgres or name in may_be_empty, name
+
+
+def test_a_failing_postgres_tool_names_its_cause() -> None:
+    """initdb and pg_ctl say why they failed on their last line: the test server's error must carry it."""
+    script = "echo 'running bootstrap script ... ' >&2; echo 'initdb: error: could not open /dev/null' >&2; exit 1"
+    with pytest.raises(RuntimeError, match=r"^sh failed \(exit 1\): initdb: error: could not open /dev/null$"):
+        run_tool([], "sh", "-c", script)
